@@ -1,0 +1,34 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= 2
+export PATH := $(BIN):$(PATH)
+
+.PHONY: demo test lint clean-demo
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+## demo: the whole DAG on the generated demo corpus (CPU), then print the table
+demo: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES)
+	@cat results/demo_table3.md
+
+## lint: ruff and snakemake --lint must report nothing
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakemake --lint --cores 1
+
+## test: lint, then the unit and end-to-end tests
+test: lint
+	$(BIN)/python -m pytest
+
+## clean-demo: remove the demo's generated corpus and results
+clean-demo:
+	rm -rf resources/demo results/demo results/demo_table3.csv results/demo_table3.md

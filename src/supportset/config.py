@@ -1,0 +1,112 @@
+"""Configuration checks and per-stage settings.
+
+The Snakefile validates config.yaml against workflow/schemas/config.schema.yaml (filling
+defaults). This module adds what a JSON schema cannot say on its own: the `overrides` of
+datasets and experiments are checked against the schema of the section they change, and
+tables may only name datasets and experiments that exist. Every error names the key.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config key or value that the pipeline cannot run with; the message names the key."""
+
+
+def load_schema(path: str | Path) -> dict:
+    """Read the JSON schema (YAML syntax) of config.yaml."""
+    with open(path) as handle:
+        return yaml.safe_load(handle)
+
+
+def validate_config(config: dict, schema: dict) -> dict:
+    """Validate a whole config, fill its defaults in place and check the cross references.
+
+    Snakemake's own `validate` does the first two in the Snakefile; this is the same check
+    for use outside Snakemake (tests, notebooks).
+    """
+    validator = _defaulting_validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        raise ConfigError(f"config key '{_key_path(error.absolute_path)}': {error.message}")
+    check_cross_references(config, schema)
+    return config
+
+
+def check_cross_references(config: dict, schema: dict) -> None:
+    """Check every `overrides` block against its section schema, and tables' references."""
+    for name, dataset in config.get("datasets", {}).items():
+        _check_overrides(dataset.get("overrides", {}), f"datasets.{name}", schema)
+    for name, experiment in config.get("experiments", {}).items():
+        _check_overrides(experiment.get("overrides", {}), f"experiments.{name}", schema)
+    for name, table in config.get("tables", {}).items():
+        if table["dataset"] not in config.get("datasets", {}):
+            raise ConfigError(
+                f"config key 'tables.{name}.dataset': unknown dataset '{table['dataset']}'"
+            )
+        for label, experiment in table["rows"].items():
+            if experiment not in config.get("experiments", {}):
+                raise ConfigError(
+                    f"config key 'tables.{name}.rows.{label}': unknown experiment '{experiment}'"
+                )
+
+
+def section_settings(
+    config: dict, section: str, dataset: str, experiment: str | None = None
+) -> dict:
+    """The effective settings of one section: defaults, then dataset, then experiment overrides.
+
+    Returns a new dict; the config is not modified.
+    """
+    settings = copy.deepcopy(config[section])
+    dataset_overrides = config["datasets"][dataset].get("overrides", {})
+    _deep_update(settings, dataset_overrides.get(section, {}))
+    if experiment is not None:
+        experiment_overrides = config["experiments"][experiment].get("overrides", {})
+        _deep_update(settings, experiment_overrides.get(section, {}))
+    return settings
+
+
+def _check_overrides(overrides: dict, prefix: str, schema: dict) -> None:
+    """Check each overridden section against that section's schema (no defaults filled)."""
+    for section, values in overrides.items():
+        section_schema = {"$defs": schema["$defs"], **schema["$defs"][section]}
+        validator = jsonschema.validators.validator_for(schema)(section_schema)
+        error = jsonschema.exceptions.best_match(validator.iter_errors(values))
+        if error is not None:
+            key = _key_path([f"{prefix}.overrides.{section}", *error.absolute_path])
+            raise ConfigError(f"config key '{key}': {error.message}")
+
+
+def _deep_update(target: dict, changes: Mapping[str, Any]) -> None:
+    for key, value in changes.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _deep_update(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+def _key_path(parts) -> str:
+    return ".".join(str(part) for part in parts) or "<top level>"
+
+
+def _defaulting_validator(schema: dict) -> jsonschema.protocols.Validator:
+    base = jsonschema.validators.validator_for(schema)
+    validate_properties = base.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, subschema):
+        if isinstance(instance, dict):
+            for name, property_schema in properties.items():
+                if "default" in property_schema:
+                    instance.setdefault(name, copy.deepcopy(property_schema["default"]))
+        yield from validate_properties(validator, properties, instance, subschema)
+
+    return jsonschema.validators.extend(base, {"properties": set_defaults})(schema)

@@ -1,0 +1,28 @@
+"""Shared fixtures: a small generated corpus and its manifest, written by the tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from supportset.data.demo import make_demo_corpus
+from supportset.data.prepare import prepare
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 12-video demo corpus of 3-4 s videos."""
+    root = tmp_path_factory.mktemp("corpus")
+    make_demo_corpus(root, num_videos=12, seed=3, min_seconds=3.0, max_seconds=4.0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def manifest(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder with videos.parquet and captions.parquet of the small corpus."""
+    out = tmp_path_factory.mktemp("manifest")
+    prepare("demo", corpus, out)
+    return out

@@ -1,0 +1,76 @@
+import copy
+
+import pytest
+import yaml
+
+from supportset.config import ConfigError, load_schema, section_settings, validate_config
+from tests.conftest import REPO
+
+SCHEMA = load_schema(REPO / "workflow/schemas/config.schema.yaml")
+
+
+def repo_config() -> dict:
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def test_repo_config_is_valid_and_keeps_paper_defaults():
+    config = validate_config(repo_config(), SCHEMA)
+    assert config["training"]["lr"] == 5e-5
+    assert config["training"]["margin"] == 0.2
+    assert config["model"]["dim"] == 1024
+
+
+def test_missing_keys_get_schema_defaults():
+    config = validate_config({"datasets": {"d": {"adapter": "demo"}}}, SCHEMA)
+    assert config["training"]["grad_clip"] == 0.2
+    assert config["features"]["appearance"]["arch"] == "resnet152"
+    assert config["datasets"]["d"]["corpus"]["num_videos"] == 240
+
+
+def test_every_schema_property_has_description_and_default():
+    def walk(node, path):
+        for name, prop in node.get("properties", {}).items():
+            assert "description" in prop or "$ref" in prop, f"{path}.{name} has no description"
+            assert "default" in prop or name in node.get("required", []), f"{path}.{name}"
+            walk(prop, f"{path}.{name}")
+
+    walk(SCHEMA, "config")
+    for name, definition in SCHEMA["$defs"].items():
+        walk(definition, name)
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        (lambda c: c["training"].update(lrr=1.0), "lrr"),
+        (lambda c: c["training"].update(lr="fast"), "training.lr"),
+        (lambda c: c["model"].update(pooling="attention"), "model.pooling"),
+        (lambda c: c.update(trainig={}), "trainig"),
+        (lambda c: c["datasets"]["demo"]["overrides"]["training"].update(epoch=3), "epoch"),
+        (
+            lambda c: c["datasets"]["demo"]["overrides"]["model"].update(dim="big"),
+            "datasets.demo.overrides.model.dim",
+        ),
+        (
+            lambda c: c["experiments"]["triplet"].update(overrides={"text": {}}),
+            "'text' was unexpected",
+        ),
+        (lambda c: c["tables"]["demo_table3"]["rows"].update(x="nope"), "demo_table3.rows.x"),
+    ],
+)
+def test_bad_key_or_value_is_named(change, key):
+    config = repo_config()
+    change(config)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate_config(config, SCHEMA)
+
+
+def test_overrides_apply_dataset_then_experiment():
+    config = validate_config(repo_config(), SCHEMA)
+    before = copy.deepcopy(config)
+    model = section_settings(config, "model", "demo", "meanpool")
+    assert model["pooling"] == "mean"
+    assert model["dim"] == 256
+    assert model["heads"] == 4
+    assert section_settings(config, "model", "msrvtt", "triplet")["dim"] == 1024
+    assert config == before
