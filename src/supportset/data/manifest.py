@@ -1,0 +1,79 @@
+"""Manifests: the dataset-independent description of videos and captions.
+
+`videos.parquet`: video_id (unique), path, split, optional start/end (seconds).
+`captions.parquet`: caption_id (unique), video_id, text, split, optional start/end.
+Every adapter produces exactly these two tables; nothing downstream knows the dataset.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from supportset.io import atomic_path
+
+VIDEOS_SCHEMA = pa.schema(
+    [("video_id", pa.string()), ("path", pa.string()), ("split", pa.string())]
+)
+CAPTIONS_SCHEMA = pa.schema(
+    [
+        ("caption_id", pa.string()),
+        ("video_id", pa.string()),
+        ("text", pa.string()),
+        ("split", pa.string()),
+    ]
+)
+
+
+class ManifestError(ValueError):
+    """Annotations that cannot become a manifest; the message names the offending ids."""
+
+
+def safe_video_path(root: Path, relative: str) -> Path:
+    """Join `relative` to `root`, refusing anything that would leave the dataset folder."""
+    candidate = (root / relative).resolve()
+    if not candidate.is_relative_to(root.resolve()):
+        raise ManifestError(f"path '{relative}' escapes the dataset folder {root}")
+    return root / relative
+
+
+def check_manifest(videos: list[dict], captions: list[dict]) -> None:
+    """Raise ManifestError for duplicate ids or captions of unknown videos."""
+    _refuse_duplicates([video["video_id"] for video in videos], "video_id")
+    _refuse_duplicates([caption["caption_id"] for caption in captions], "caption_id")
+    known = {video["video_id"] for video in videos}
+    orphans = sorted({c["video_id"] for c in captions if c["video_id"] not in known})
+    if orphans:
+        raise ManifestError(f"captions refer to unknown videos: {', '.join(orphans[:10])}")
+
+
+def write_manifest(videos: list[dict], captions: list[dict], out_dir: str | Path) -> None:
+    """Check and write videos.parquet and captions.parquet into `out_dir`, atomically."""
+    check_manifest(videos, captions)
+    out_dir = Path(out_dir)
+    for name, rows, schema in (
+        ("videos.parquet", videos, VIDEOS_SCHEMA),
+        ("captions.parquet", captions, CAPTIONS_SCHEMA),
+    ):
+        table = pa.Table.from_pylist(rows, schema=schema)
+        with atomic_path(out_dir / name) as temporary:
+            pq.write_table(table, temporary)
+
+
+def read_videos(path: str | Path) -> list[dict]:
+    """Rows of a videos.parquet manifest, in file order."""
+    return pq.read_table(path).to_pylist()
+
+
+def read_captions(path: str | Path) -> list[dict]:
+    """Rows of a captions.parquet manifest, in file order."""
+    return pq.read_table(path).to_pylist()
+
+
+def _refuse_duplicates(ids: list[str], column: str) -> None:
+    duplicated = sorted(key for key, count in Counter(ids).items() if count > 1)
+    if duplicated:
+        raise ManifestError(f"duplicate {column}: {', '.join(duplicated[:10])}")
