@@ -1,0 +1,38 @@
+"""Embedding whole splits with a trained model (used by validation and export)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from supportset.model.supportset import SupportSetModel
+from supportset.train.data import FeatureBank, SplitData, pad_batch
+
+EVAL_BATCH = 256
+NO_TRUNCATION = 1 << 30
+
+
+@torch.inference_mode()
+def embed_split(
+    model: SupportSetModel,
+    bank: FeatureBank,
+    split: SplitData,
+    max_video_len: int,
+    device: torch.device,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-norm embeddings of the split's videos (N_v, d) and captions (N_c, d), float32,
+    in the split's order, with the model in eval mode."""
+    model.eval()
+    video_sequences = [bank.videos[video_id] for video_id in split.video_ids]
+    text_sequences = [bank.texts[caption_id] for caption_id in split.caption_ids]
+    videos = _embed(model.embed_videos, video_sequences, max_video_len, device)
+    texts = _embed(model.embed_texts, text_sequences, NO_TRUNCATION, device)
+    return videos, texts
+
+
+def _embed(embed, sequences: list[np.ndarray], max_len: int, device: torch.device) -> np.ndarray:
+    outputs = []
+    for start in range(0, len(sequences), EVAL_BATCH):
+        batch, valid = pad_batch(sequences[start : start + EVAL_BATCH], max_len)
+        outputs.append(embed(batch.to(device), valid.to(device)).float().cpu())
+    return torch.cat(outputs).numpy()

@@ -1,0 +1,143 @@
+"""Transformer pooling heads (paper section 3.2, eq. 4, fig. 4).
+
+A head maps a padded sequence (B, T, D_in) with a validity mask (B, T) to one vector (B, d):
+pre-encoder f (video: one-layer MLP; text: bi-directional GRU) -> prepend a learned
+aggregation token -> `layers` x [e_attn = BN(MHA(e) + e); e = BN(FFN(e_attn) + e_attn)]
+-> the aggregation token's output (the first position). Padding is masked in attention and
+BatchNorm statistics are computed over valid positions only. `mean` and `max` pooling of
+the pre-encoded sequence are the ablations of the paper's Table 2b.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class MaskedBatchNorm1d(nn.Module):
+    """BatchNorm over the feature axis of (B, T, d), with statistics from valid positions only."""
+
+    def __init__(self, dim: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(dim, momentum=momentum, eps=eps)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros_like(x)
+        out[valid] = self.norm(x[valid])  # (N_valid, d)
+        return out
+
+
+class Standardize(nn.Module):
+    """Per-dimension (x - mean) / std with fixed statistics; the identity until `fit`."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def fit(self, sequences: Iterable[np.ndarray], eps: float = 1e-3) -> None:
+        """Statistics over every time step of `sequences`, each (T_i, dim)."""
+        total = np.zeros(self.mean.shape[0])
+        total_sq = np.zeros(self.mean.shape[0])
+        count = 0
+        for sequence in sequences:
+            values = sequence.astype(np.float64)
+            total += values.sum(axis=0)
+            total_sq += (values**2).sum(axis=0)
+            count += len(values)
+        mean = total / count
+        std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0)) + eps
+        self.mean.copy_(torch.from_numpy(mean))
+        self.std.copy_(torch.from_numpy(std))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class PoolingLayer(nn.Module):
+    """One layer of eq. 4: BN(FFN(e_attn) + e_attn), e_attn = BN(MHA(e) + e)."""
+
+    def __init__(self, dim: int, heads: int, ffn_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.attention = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.attention_norm = MaskedBatchNorm1d(dim)
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, ffn_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn_dim, dim)
+        )
+        self.ffn_norm = MaskedBatchNorm1d(dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, e: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        attended, _ = self.attention(e, e, e, key_padding_mask=~valid, need_weights=False)
+        e_attn = self.attention_norm(self.dropout(attended) + e, valid)  # (B, T, d)
+        return self.ffn_norm(self.dropout(self.ffn(e_attn)) + e_attn, valid)
+
+
+class MLPPreEncoder(nn.Module):
+    """Video pre-encoder: one linear layer + ReLU per time step, (B, T, D_in) -> (B, T, d)."""
+
+    def __init__(self, in_dim: int, dim: int, dropout: float) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, dim), nn.ReLU())
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        return self.net(x) * valid.unsqueeze(-1)
+
+
+class GRUPreEncoder(nn.Module):
+    """Text pre-encoder: bi-GRU, d/2 units per direction, (B, T, D_in) -> (B, T, d)."""
+
+    def __init__(self, in_dim: int, dim: int, dropout: float) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.gru = nn.GRU(in_dim, dim // 2, batch_first=True, bidirectional=True)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        lengths = valid.sum(dim=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(
+            self.dropout(x), lengths, batch_first=True, enforce_sorted=False
+        )
+        out, _ = self.gru(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        return out  # (B, T, d), zeros at padding
+
+
+class PoolingHead(nn.Module):
+    """Pre-encoder followed by transformer, mean or max pooling: (B, T, D_in) -> (B, d)."""
+
+    def __init__(
+        self,
+        pre_encoder: nn.Module,
+        dim: int,
+        heads: int,
+        ffn_dim: int,
+        layers: int,
+        dropout: float,
+        pooling: str,
+    ) -> None:
+        super().__init__()
+        if pooling not in ("transformer", "mean", "max"):
+            raise ValueError(f"unknown pooling '{pooling}'")
+        self.pre_encoder = pre_encoder
+        self.pooling = pooling
+        self.aggregation_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.layers = nn.ModuleList(
+            PoolingLayer(dim, heads, ffn_dim, dropout)
+            for _ in range(layers if pooling == "transformer" else 0)
+        )
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        e = self.pre_encoder(x, valid)  # (B, T, d)
+        if self.pooling == "mean":
+            return e.sum(dim=1) / valid.sum(dim=1, keepdim=True).clamp(min=1)
+        if self.pooling == "max":
+            return e.masked_fill(~valid.unsqueeze(-1), float("-inf")).amax(dim=1)
+        batch = e.shape[0]
+        e = torch.cat([self.aggregation_token.expand(batch, -1, -1), e], dim=1)  # (B, 1+T, d)
+        valid = torch.cat([valid.new_ones(batch, 1), valid], dim=1)
+        for layer in self.layers:
+            e = layer(e, valid)
+        return e[:, 0]  # (B, d)

@@ -1,0 +1,65 @@
+"""The support-set model: a video and a text pooling head into one joint space.
+
+c_v = Psi(e_v) from visual features (B, T, D_v); c_t = Phi(e_t) from T5 token states
+(B, L, D_t); both (B, d), L2-normalised so that dot products are cosine similarities.
+With `input_norm: standardize` the visual features are first shifted and scaled per
+dimension by statistics of the training split (stored in the checkpoint); the paper feeds
+pre-trained features unchanged, which is the default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional
+
+from supportset.model.pooling import GRUPreEncoder, MLPPreEncoder, PoolingHead, Standardize
+
+
+@dataclass
+class ModelConfig:
+    dim: int = 1024  # joint embedding dimension d
+    heads: int = 4  # attention heads per pooling layer
+    ffn_dim: int = 2048  # feed-forward hidden width
+    layers: int = 2  # transformer layers per head
+    dropout: float = 0.3  # dropout in the heads (0.0 for ActivityNet)
+    pooling: str = "transformer"  # transformer | mean | max (Table 2b)
+    input_norm: str = "none"  # none | standardize: visual features to zero mean, unit variance
+
+
+class SupportSetModel(nn.Module):
+    """Video and text pooling heads; `forward` returns normalised (c_v, c_t), each (B, d)."""
+
+    def __init__(self, config: ModelConfig, video_dim: int, text_dim: int) -> None:
+        super().__init__()
+        self.config = config
+        head = dict(
+            dim=config.dim,
+            heads=config.heads,
+            ffn_dim=config.ffn_dim,
+            layers=config.layers,
+            dropout=config.dropout,
+            pooling=config.pooling,
+        )
+        self.video_norm = Standardize(video_dim)
+        self.video_head = PoolingHead(MLPPreEncoder(video_dim, config.dim, config.dropout), **head)
+        self.text_head = PoolingHead(GRUPreEncoder(text_dim, config.dim, config.dropout), **head)
+
+    def embed_videos(self, features: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """(B, T, D_v), (B, T) bool -> (B, d) unit vectors."""
+        return functional.normalize(self.video_head(self.video_norm(features), valid), dim=-1)
+
+    def embed_texts(self, states: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """(B, L, D_t), (B, L) bool -> (B, d) unit vectors."""
+        return functional.normalize(self.text_head(states, valid), dim=-1)
+
+    def forward(
+        self,
+        video: torch.Tensor,
+        video_valid: torch.Tensor,
+        text: torch.Tensor,
+        text_valid: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.embed_videos(video, video_valid), self.embed_texts(text, text_valid)

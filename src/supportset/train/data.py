@@ -1,0 +1,99 @@
+"""Training and evaluation data: cached visual and text sequences joined by the manifests.
+
+A video is usable when its features are in a visual shard (rejected videos are not); a
+caption when its token states are in a text shard and its video is usable. Everything
+left out is counted in the log, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from supportset.data.manifest import read_captions, read_videos
+from supportset.features.store import read_sequences
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SplitData:
+    """The usable videos and captions of one split."""
+
+    video_ids: list[str]
+    caption_ids: list[str]
+    caption_video_ids: list[str]  # the video of each caption, aligned with caption_ids
+    captions_of_video: dict[str, list[str]]
+
+
+@dataclass
+class FeatureBank:
+    """All cached sequences of a dataset, in memory: id -> float32 (T, D)."""
+
+    videos: dict[str, np.ndarray]
+    texts: dict[str, np.ndarray]
+
+    @classmethod
+    def load(
+        cls, visual_shards: Iterable[str | Path], text_shards: Iterable[str | Path]
+    ) -> FeatureBank:
+        return cls(
+            read_sequences(visual_shards, "video_id", "features"),
+            read_sequences(text_shards, "caption_id", "embeddings"),
+        )
+
+    @property
+    def video_dim(self) -> int:
+        return next(iter(self.videos.values())).shape[1]
+
+    @property
+    def text_dim(self) -> int:
+        return next(iter(self.texts.values())).shape[1]
+
+    def split(
+        self, videos_manifest: str | Path, captions_manifest: str | Path, split: str
+    ) -> SplitData:
+        """The usable ids of `split`, in manifest order; logs what is missing."""
+        listed = [v["video_id"] for v in read_videos(videos_manifest) if v["split"] == split]
+        video_ids = [video_id for video_id in listed if video_id in self.videos]
+        usable = set(video_ids)
+        captions = [c for c in read_captions(captions_manifest) if c["split"] == split]
+        kept = [c for c in captions if c["video_id"] in usable and c["caption_id"] in self.texts]
+        if len(video_ids) < len(listed) or len(kept) < len(captions):
+            log.warning(
+                "%s: %d of %d videos have no features (rejected); %d of %d captions left out",
+                split,
+                len(listed) - len(video_ids),
+                len(listed),
+                len(captions) - len(kept),
+                len(captions),
+            )
+        if not video_ids:
+            raise ValueError(f"split '{split}' has no video with features")
+        captions_of_video: dict[str, list[str]] = {video_id: [] for video_id in video_ids}
+        for caption in kept:
+            captions_of_video[caption["video_id"]].append(caption["caption_id"])
+        return SplitData(
+            video_ids,
+            [c["caption_id"] for c in kept],
+            [c["video_id"] for c in kept],
+            captions_of_video,
+        )
+
+
+def pad_batch(sequences: list[np.ndarray], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack sequences (T_i, D) truncated to `max_len` into (B, T, D) zeros-padded and a
+    (B, T) validity mask, T = the longest truncated length."""
+    truncated = [sequence[:max_len] for sequence in sequences]
+    width = max(len(sequence) for sequence in truncated)
+    batch = torch.zeros(len(truncated), width, truncated[0].shape[1])
+    valid = torch.zeros(len(truncated), width, dtype=torch.bool)
+    for row, sequence in enumerate(truncated):
+        batch[row, : len(sequence)] = torch.from_numpy(sequence)
+        valid[row, : len(sequence)] = True
+    return batch, valid

@@ -1,0 +1,175 @@
+"""The `train` stage: pooling heads + hard-negative triplet loss, best epoch chosen on val.
+
+Each epoch visits every training video once, in a seeded random order, paired with one of
+its captions drawn at random (the usual protocol for multi-caption datasets). After each
+epoch the model is scored on the validation split (text-to-video R@1 + R@5 + R@10); the
+checkpoint keeps the best epoch's weights. The test split is never looked at here.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from supportset.io import atomic_path
+from supportset.losses import HardNegativeTripletLoss
+from supportset.model.inference import embed_split
+from supportset.model.supportset import ModelConfig, SupportSetModel
+from supportset.retrieval.metrics import evaluate_embeddings
+from supportset.torch_utils import pick_device, seed_everything
+from supportset.train.data import FeatureBank, SplitData, pad_batch
+
+log = logging.getLogger(__name__)
+
+LOG_COLUMNS = (
+    "epoch",
+    "step",
+    "kind",
+    "loss",
+    "lr",
+    "t2v_R@1",
+    "t2v_R@5",
+    "t2v_R@10",
+    "rsum",
+    "seconds",
+)
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 64  # video-caption pairs per step
+    lr: float = 5e-5  # Adam learning rate
+    grad_clip: float = 0.2  # gradient norm clipping
+    epochs: int = 20  # passes over the training videos
+    margin: float = 0.2  # triplet margin alpha
+    max_video_seconds: int = 32  # feature steps kept per video
+    seed: int = 0  # initialisation, order and caption sampling
+
+
+def train(
+    bank: FeatureBank,
+    train_split: SplitData,
+    val_split: SplitData,
+    model_config: ModelConfig,
+    config: TrainConfig,
+    model_out: str | Path,
+    log_out: str | Path,
+) -> dict:
+    """Train, write the best checkpoint and the log; return the best validation summary."""
+    seed_everything(config.seed)
+    device = pick_device()
+    model = SupportSetModel(model_config, bank.video_dim, bank.text_dim)
+    if model_config.input_norm == "standardize":
+        model.video_norm.fit(
+            bank.videos[v][: config.max_video_seconds] for v in train_split.video_ids
+        )
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    loss_fn = HardNegativeTripletLoss(config.margin)
+    order_rng = np.random.default_rng(config.seed)
+    rows, best, step = [], {"rsum": -1.0}, 0
+    for epoch in range(1, config.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        for batch_ids in _epoch_batches(train_split, config.batch_size, order_rng):
+            loss = _train_step(
+                model, optimizer, loss_fn, bank, train_split, batch_ids, config, order_rng, device
+            )
+            step += 1
+            rows.append(
+                {"epoch": epoch, "step": step, "kind": "train", "loss": loss, "lr": config.lr}
+            )
+        summary = validate(model, bank, val_split, config.max_video_seconds, device)
+        rows.append(
+            {
+                "epoch": epoch,
+                "step": step,
+                "kind": "val",
+                **summary,
+                "seconds": round(time.perf_counter() - started, 3),
+            }
+        )
+        log.info("epoch %d: loss %.4f, val rsum %.1f", epoch, rows[-2]["loss"], summary["rsum"])
+        if summary["rsum"] > best["rsum"]:
+            best = {"epoch": epoch, **summary}
+            best_state = {
+                name: value.detach().cpu().clone() for name, value in model.state_dict().items()
+            }
+    save_checkpoint(model_out, best_state, model_config, bank, best)
+    write_log(log_out, rows)
+    return best
+
+
+def validate(
+    model: SupportSetModel, bank: FeatureBank, split: SplitData, max_len: int, device: torch.device
+) -> dict:
+    """Text-to-video R@1, R@5, R@10 and their sum on `split`."""
+    video_emb, caption_emb = embed_split(model, bank, split, max_len, device)
+    metrics = evaluate_embeddings(
+        split.video_ids, video_emb, split.caption_ids, split.caption_video_ids, caption_emb
+    )["t2v"]
+    recalls = {f"t2v_R@{k}": metrics[f"R@{k}"] for k in (1, 5, 10)}
+    return {**recalls, "rsum": sum(recalls.values())}
+
+
+def save_checkpoint(
+    path: str | Path, state: dict, model_config: ModelConfig, bank: FeatureBank, best: dict
+) -> None:
+    """Atomic checkpoint loadable with torch.load(weights_only=True)."""
+    checkpoint = {
+        "model": state,
+        "model_config": asdict(model_config),
+        "video_dim": bank.video_dim,
+        "text_dim": bank.text_dim,
+        "best": best,
+    }
+    with atomic_path(path) as temporary:
+        torch.save(checkpoint, temporary)
+
+
+def load_model(path: str | Path, device: torch.device) -> SupportSetModel:
+    """The model of a checkpoint written by `save_checkpoint`, in eval mode on `device`."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    model = SupportSetModel(
+        ModelConfig(**checkpoint["model_config"]), checkpoint["video_dim"], checkpoint["text_dim"]
+    )
+    model.load_state_dict(checkpoint["model"])
+    return model.to(device).eval()
+
+
+def write_log(path: str | Path, rows: list[dict]) -> None:
+    """train_log.csv: one row per step (kind=train) and per epoch (kind=val)."""
+    with atomic_path(path) as temporary, open(temporary, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _epoch_batches(split: SplitData, batch_size: int, rng: np.random.Generator) -> list[list[str]]:
+    order = rng.permutation(len(split.video_ids))
+    batches = [
+        [split.video_ids[i] for i in order[start : start + batch_size]]
+        for start in range(0, len(order), batch_size)
+    ]
+    return [batch for batch in batches if len(batch) >= 2]  # a triplet needs a negative
+
+
+def _train_step(model, optimizer, loss_fn, bank, split, video_ids, config, rng, device) -> float:
+    caption_ids = [rng.choice(split.captions_of_video[video_id]) for video_id in video_ids]
+    video, video_valid = pad_batch([bank.videos[v] for v in video_ids], config.max_video_seconds)
+    text, text_valid = pad_batch([bank.texts[c] for c in caption_ids], 1 << 30)
+    video_emb, text_emb = model(
+        video.to(device), video_valid.to(device), text.to(device), text_valid.to(device)
+    )
+    loss = loss_fn(video_emb, text_emb)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimizer.step()
+    return float(loss.detach())

@@ -1,0 +1,71 @@
+import pytest
+import torch
+
+from supportset.losses import HardNegativeTripletLoss
+from supportset.model.pooling import MaskedBatchNorm1d
+from supportset.model.supportset import ModelConfig, SupportSetModel
+
+SMALL = ModelConfig(dim=16, heads=2, ffn_dim=32, layers=2, dropout=0.0)
+
+
+def test_triplet_loss_matches_hand_computation():
+    video = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    text = torch.tensor([[0.8, 0.6], [0.6, 0.8]])
+    # s(t_i, v_j): [[0.8, 0.6], [0.6, 0.8]]; positives 0.8; every hinge is 0.2 - 0.8 + 0.6 = 0
+    assert HardNegativeTripletLoss(0.2)(video, text).item() == pytest.approx(0.0, abs=1e-7)
+    # with margin 0.5 each of the 4 hinges is 0.3: (0.3 + 0.3) per pair, mean 0.6
+    assert HardNegativeTripletLoss(0.5)(video, text).item() == pytest.approx(0.6)
+
+
+def test_triplet_loss_uses_the_hardest_negative():
+    video = torch.eye(3)
+    text = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.9, 0.1]])
+    # caption 2: positive 0.1, hardest wrong video 1 scores 0.9 -> 0.2 - 0.1 + 0.9 = 1.0
+    # video 1: positive caption 1 scores 1.0, hardest wrong caption 2 -> 0.2 - 1 + 0.9 = 0.1
+    # video 2: positive 0.1, wrong captions score 0 -> 0.1; caption 1 & 0: 0 ... total / 3
+    expected = (1.0 + 0.1 + 0.1) / 3
+    assert HardNegativeTripletLoss(0.2)(video, text).item() == pytest.approx(expected)
+
+
+def test_masked_batchnorm_ignores_padding():
+    norm = MaskedBatchNorm1d(3)
+    x = torch.randn(2, 4, 3)
+    valid = torch.tensor([[True, True, False, False], [True, True, True, True]])
+    padded = x.clone()
+    padded[0, 2:] = 1000.0
+    out_a, out_b = norm(x, valid), norm(padded, valid)
+    torch.testing.assert_close(out_a[valid], out_b[valid])
+    assert torch.all(out_b[~valid] == 0)
+
+
+@pytest.mark.parametrize("pooling", ["transformer", "mean", "max"])
+def test_padding_does_not_change_embeddings(pooling):
+    torch.manual_seed(0)
+    model = SupportSetModel(ModelConfig(**{**SMALL.__dict__, "pooling": pooling}), 8, 6).eval()
+    short = torch.randn(1, 3, 8)
+    padded = torch.cat([short, torch.randn(1, 4, 8)], dim=1)
+    valid_short = torch.ones(1, 3, dtype=torch.bool)
+    valid_padded = torch.tensor([[True] * 3 + [False] * 4])
+    torch.testing.assert_close(
+        model.embed_videos(short, valid_short), model.embed_videos(padded, valid_padded)
+    )
+    torch.testing.assert_close(
+        model.embed_texts(short[..., :6], valid_short),
+        model.embed_texts(padded[..., :6], valid_padded),
+    )
+
+
+def test_outputs_are_unit_vectors_and_gradients_reach_both_heads():
+    torch.manual_seed(0)
+    model = SupportSetModel(SMALL, 8, 6)
+    video_emb, text_emb = model(
+        torch.randn(4, 5, 8),
+        torch.ones(4, 5, dtype=torch.bool),
+        torch.randn(4, 7, 6),
+        torch.ones(4, 7, dtype=torch.bool),
+    )
+    assert video_emb.shape == (4, 16)
+    torch.testing.assert_close(video_emb.norm(dim=1), torch.ones(4))
+    HardNegativeTripletLoss(0.2)(video_emb, text_emb).backward()
+    for head in (model.video_head, model.text_head):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
