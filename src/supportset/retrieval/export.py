@@ -1,0 +1,27 @@
+"""The `export` stage: video and caption embeddings of one split, in the embeddings schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from supportset.model.inference import embed_split
+from supportset.retrieval.embeddings import write_caption_embeddings, write_video_embeddings
+from supportset.torch_utils import pick_device
+from supportset.train.data import FeatureBank, SplitData
+from supportset.train.loop import load_model
+
+
+def export_split(
+    checkpoint: str | Path,
+    bank: FeatureBank,
+    split: SplitData,
+    max_video_seconds: int,
+    videos_out: str | Path,
+    captions_out: str | Path,
+) -> None:
+    """Embed every usable video and caption of `split` and write the two Parquet files."""
+    device = pick_device()
+    model = load_model(checkpoint, device)
+    video_emb, caption_emb = embed_split(model, bank, split, max_video_seconds, device)
+    write_video_embeddings(videos_out, split.video_ids, video_emb)
+    write_caption_embeddings(captions_out, split.caption_ids, split.caption_video_ids, caption_emb)

@@ -1,0 +1,142 @@
+"""Comparison tables: layout, sources, rounding, CSV and Markdown files."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from supportset.retrieval.metrics import recall_summary, write_metrics
+from supportset.retrieval.reference import PAPER_RECALL_AT, PAPER_ROWS, ReferenceRow
+from supportset.retrieval.table import (
+    TABLE_COLUMNS,
+    build_table,
+    read_metrics,
+    table_columns,
+    write_table,
+)
+
+EXPECTED_COLUMNS = (
+    "row", "source",
+    "T2V_R@1", "T2V_R@5", "T2V_R@10", "T2V_MdR",
+    "V2T_R@1", "V2T_R@5", "V2T_R@10", "V2T_MdR",
+)  # fmt: skip
+PAPER_LABELS = [
+    "Ours",
+    "Ours-pretrained",
+    "MMT (Gabeur et al., 2020)",
+    "CE (Liu et al., 2019)",
+]
+
+
+def run_metrics(t2v_ranks: list[float], v2t_ranks: list[float]) -> dict:
+    return {"t2v": recall_summary(np.array(t2v_ranks)), "v2t": recall_summary(np.array(v2t_ranks))}
+
+
+RUN_ROWS = {
+    "demo": run_metrics([1, 2, 3, 12, 60, 7], [1, 1, 2.5, 8]),
+    "demo | ablation": run_metrics([1, 1, 1], [4, 6, 70]),
+}
+
+
+def test_table_columns_are_the_contract() -> None:
+    assert TABLE_COLUMNS == EXPECTED_COLUMNS
+    assert table_columns(10) == EXPECTED_COLUMNS
+
+
+def test_paper_rows_come_first_then_this_run() -> None:
+    rows = build_table(RUN_ROWS, reference="msrvtt_table3")
+    assert [row["row"] for row in rows] == [*PAPER_LABELS, *RUN_ROWS]
+    assert [row["source"] for row in rows] == ["paper"] * 4 + ["this run"] * 2
+    assert all(tuple(row) == EXPECTED_COLUMNS for row in rows)
+
+
+def test_paper_numbers_are_copied() -> None:
+    ours = build_table({}, reference="msrvtt_table3")[0]
+    assert [ours[column] for column in EXPECTED_COLUMNS[2:]] == [
+        27.4, 56.3, 67.7, 3.0, 26.6, 55.1, 67.5, 3.0,
+    ]  # fmt: skip
+
+
+def test_run_numbers_are_rounded_to_one_decimal() -> None:
+    demo = build_table(RUN_ROWS, reference=None)[0]
+    assert demo["T2V_R@1"] == 16.7
+    assert demo["T2V_R@5"] == 50.0
+    assert demo["T2V_R@10"] == 66.7
+    assert demo["T2V_MdR"] == 5.0
+    assert demo["V2T_R@1"] == 50.0
+    assert demo["V2T_MdR"] == 1.8
+
+
+def test_recall_at_50_variant() -> None:
+    rows = build_table(RUN_ROWS, reference=None, recall_at=50)
+    columns = tuple(rows[0])
+    assert columns == table_columns(50)
+    assert "T2V_R@50" in columns and "V2T_R@50" in columns
+    assert "T2V_R@10" not in columns and "V2T_R@10" not in columns
+    assert rows[1]["V2T_R@50"] == 66.7
+
+
+def test_reference_table_must_report_the_same_recall() -> None:
+    with pytest.raises(ValueError, match="R@10, not R@50"):
+        build_table(RUN_ROWS, reference="msrvtt_table3", recall_at=50)
+
+
+def test_invalid_requests_are_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown reference table 'nope'"):
+        build_table(RUN_ROWS, reference="nope")
+    with pytest.raises(ValueError, match="recall_at"):
+        build_table(RUN_ROWS, reference=None, recall_at=20)
+    with pytest.raises(ValueError, match=r"row 'partial'.*v2t"):
+        build_table({"partial": {"t2v": RUN_ROWS["demo"]["t2v"]}}, reference=None)
+
+
+@pytest.mark.parametrize("recall_at", [10, 50])
+def test_written_table_files(tmp_path: Path, recall_at: int) -> None:
+    reference = "msrvtt_table3" if recall_at == 10 else None
+    rows = build_table(RUN_ROWS, reference=reference, recall_at=recall_at)
+    csv_path = tmp_path / "table3.csv"
+    write_table(csv_path, rows)
+    with csv_path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        assert tuple(reader.fieldnames or ()) == table_columns(recall_at)
+        written = list(reader)
+    assert [row["row"] for row in written] == [row["row"] for row in rows]
+    assert [row["source"] for row in written] == [row["source"] for row in rows]
+    assert written[-2]["T2V_MdR"] == "5.0"
+    markdown = (tmp_path / "table3.md").read_text()
+    assert len(markdown.splitlines()) == len(rows) + 2
+    assert all(row["row"].replace("|", "\\|") in markdown for row in rows)
+    assert sorted(item.name for item in tmp_path.iterdir()) == ["table3.csv", "table3.md"]
+
+
+def test_write_table_rejects_unknown_layouts(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="at least one row"):
+        write_table(tmp_path / "t.csv", [])
+    with pytest.raises(ValueError, match="unexpected table columns"):
+        write_table(tmp_path / "t.csv", [{"row": "x", "source": "this run"}])
+    assert not list(tmp_path.iterdir())
+
+
+def test_read_metrics_round_trip(tmp_path: Path) -> None:
+    write_metrics(tmp_path / "metrics.json", RUN_ROWS["demo"])
+    assert read_metrics(tmp_path / "metrics.json") == RUN_ROWS["demo"]
+
+
+def test_read_metrics_requires_both_directions(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.json"
+    path.write_text('{"t2v": {"R@1": 1.0}}')
+    with pytest.raises(ValueError, match="v2t"):
+        read_metrics(path)
+
+
+def test_reference_rows_are_frozen_quadruples() -> None:
+    assert set(PAPER_ROWS) == set(PAPER_RECALL_AT)
+    for rows in PAPER_ROWS.values():
+        assert all(len(row.t2v) == len(row.v2t) == 4 for row in rows)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        PAPER_ROWS["msrvtt_table3"][0].row = "changed"  # type: ignore[misc]
+    assert isinstance(PAPER_ROWS["msrvtt_table3"][0], ReferenceRow)
