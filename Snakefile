@@ -1,0 +1,28 @@
+# supportset: raw videos and captions -> the retrieval tables of Support-Set Bottlenecks
+# (Patrick et al., ICLR 2021). Default target: the demo table on the generated corpus.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/corpus.smk"
+include: "workflow/rules/prepare.smk"
+include: "workflow/rules/extract_visual.smk"
+include: "workflow/rules/embed_text.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/export.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/table.smk"
+
+
+rule all:
+    input:
+        "results/demo_table3.csv",
+    default_target: True

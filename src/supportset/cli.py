@@ -1,0 +1,282 @@
+"""`supportset`: one subcommand per pipeline stage (each Snakemake rule calls one).
+
+Stage settings arrive as JSON objects (`--settings`), built by the workflow from the
+validated config; errors end the command with a one-line message and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+
+log = logging.getLogger("supportset")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `supportset` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        return args.handler(args) or 0
+    except Exception as error:  # the one place errors become an exit status
+        if args.verbose:
+            raise
+        print(f"supportset {args.command}: error: {error}", file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="supportset", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, tracebacks")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, configure, handler in COMMANDS:
+        sub = commands.add_parser(name, help=handler.__doc__)
+        configure(sub)
+        sub.set_defaults(handler=handler)
+    return parser
+
+
+def _corpus_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("kind", choices=["demo"], help="which corpus to generate")
+    p.add_argument("--out", required=True, help="folder for videos/ and annotations.json")
+    p.add_argument("--num-videos", type=int, default=240)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--min-seconds", type=float, default=3.0)
+    p.add_argument("--max-seconds", type=float, default=12.0)
+
+
+def corpus(args: argparse.Namespace) -> None:
+    """Generate the synthetic demo corpus (videos + annotations)."""
+    from pathlib import Path
+
+    from supportset.data.demo import make_demo_corpus
+
+    path = make_demo_corpus(
+        Path(args.out), args.num_videos, args.seed, args.min_seconds, args.max_seconds
+    )
+    log.info("wrote %s", path)
+
+
+def _prepare_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--adapter", required=True)
+    p.add_argument("--root", required=True, help="dataset folder")
+    p.add_argument("--out-dir", required=True, help="folder for videos.parquet, captions.parquet")
+
+
+def prepare(args: argparse.Namespace) -> None:
+    """Turn a dataset's annotations into the manifest tables."""
+    from supportset.data.prepare import prepare as run
+
+    videos, captions = run(args.adapter, args.root, args.out_dir)
+    log.info("manifest: %d videos, %d captions", videos, captions)
+
+
+def _tiny_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--captions", required=True, help="captions.parquet manifest")
+    p.add_argument("--settings", required=True, help="JSON of text.tiny")
+    p.add_argument("--out", required=True, help="model folder")
+
+
+def build_tiny_t5(args: argparse.Namespace) -> None:
+    """Build the offline tiny T5 (tokenizer trained on the training captions)."""
+    from supportset.features.text import TinyT5Settings
+    from supportset.features.tiny_t5 import build_from_manifest
+    from supportset.settings import from_json
+
+    used = build_from_manifest(args.captions, from_json(TinyT5Settings, args.settings), args.out)
+    log.info("tiny T5 tokenizer trained on %d captions", used)
+
+
+def _extract_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--manifest", required=True, help="videos.parquet")
+    p.add_argument("--shard", type=int, required=True)
+    p.add_argument("--settings", required=True, help="JSON of the features section")
+    p.add_argument("--out", required=True, help="shard .parquet")
+    p.add_argument("--rejects", required=True, help="rejects .parquet")
+
+
+def extract_visual(args: argparse.Namespace) -> None:
+    """Decode videos at the feature rate and cache appearance + motion features."""
+    from supportset.features.visual import VisualSettings, extract_shard
+    from supportset.settings import from_json
+
+    written, rejected = extract_shard(
+        args.manifest, args.shard, from_json(VisualSettings, args.settings), args.out, args.rejects
+    )
+    log.info("shard %d: %d videos written, %d rejected", args.shard, written, rejected)
+
+
+def _embed_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--manifest", required=True, help="captions.parquet")
+    p.add_argument("--shard", type=int, required=True)
+    p.add_argument("--settings", required=True, help="JSON of the text section")
+    p.add_argument("--model-dir", default=None, help="built model folder (text.model 'tiny')")
+    p.add_argument("--out", required=True, help="shard .parquet")
+
+
+def embed_text(args: argparse.Namespace) -> None:
+    """Tokenise captions and cache their T5 encoder states."""
+    from supportset.features.text import TextSettings, embed_shard
+    from supportset.settings import from_json
+
+    settings = from_json(TextSettings, args.settings)
+    embed_shard(args.manifest, args.shard, settings, args.model_dir, args.out)
+
+
+def _features_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--videos", required=True, help="videos.parquet manifest")
+    p.add_argument("--captions", required=True, help="captions.parquet manifest")
+    p.add_argument("--visual", nargs="+", required=True, help="visual shards")
+    p.add_argument("--text", nargs="+", required=True, help="text shards")
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    _features_args(p)
+    p.add_argument("--model-settings", required=True, help="JSON of the model section")
+    p.add_argument("--training-settings", required=True, help="JSON of the training section")
+    p.add_argument("--out-model", required=True)
+    p.add_argument("--out-log", required=True)
+
+
+def train(args: argparse.Namespace) -> None:
+    """Train the pooling heads; keep the epoch that is best on the validation split."""
+    from supportset.model.supportset import ModelConfig
+    from supportset.settings import from_json
+    from supportset.train.data import FeatureBank
+    from supportset.train.loop import TrainConfig
+    from supportset.train.loop import train as run
+
+    bank = FeatureBank.load(args.visual, args.text)
+    best = run(
+        bank,
+        bank.split(args.videos, args.captions, "train"),
+        bank.split(args.videos, args.captions, "val"),
+        from_json(ModelConfig, args.model_settings),
+        from_json(TrainConfig, args.training_settings),
+        args.out_model,
+        args.out_log,
+    )
+    log.info("best epoch %d: val %s", best["epoch"], json.dumps(best))
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    _features_args(p)
+    p.add_argument("--model", required=True, help="model.pt")
+    p.add_argument("--split", required=True)
+    p.add_argument("--max-video-seconds", type=int, required=True)
+    p.add_argument("--out-videos", required=True)
+    p.add_argument("--out-captions", required=True)
+
+
+def export(args: argparse.Namespace) -> None:
+    """Write the video and caption embeddings of one split."""
+    from supportset.retrieval.export import export_split
+    from supportset.train.data import FeatureBank
+
+    bank = FeatureBank.load(args.visual, args.text)
+    split = bank.split(args.videos, args.captions, args.split)
+    export_split(
+        args.model, bank, split, args.max_video_seconds, args.out_videos, args.out_captions
+    )
+
+
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--videos", required=True, help="{split}_videos.parquet embeddings")
+    p.add_argument("--captions", required=True, help="{split}_captions.parquet embeddings")
+    p.add_argument("--ties", choices=["average", "optimistic"], default="average")
+    p.add_argument("--out", required=True, help="metrics JSON")
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    """Score any embeddings of the schema: R@K, median and mean rank, both directions."""
+    from supportset.retrieval.embeddings import (
+        check_pair,
+        read_caption_embeddings,
+        read_video_embeddings,
+    )
+    from supportset.retrieval.metrics import evaluate_embeddings, write_metrics
+
+    video_ids, video_emb = read_video_embeddings(args.videos)
+    caption_ids, caption_video_ids, caption_emb = read_caption_embeddings(args.captions)
+    check_pair(video_ids, video_emb, caption_ids, caption_video_ids, caption_emb)
+    metrics = evaluate_embeddings(
+        video_ids, video_emb, caption_ids, caption_video_ids, caption_emb, ties=args.ties
+    )
+    write_metrics(args.out, metrics)
+    log.info("t2v %s", json.dumps(metrics["t2v"]))
+    log.info("v2t %s", json.dumps(metrics["v2t"]))
+
+
+def _table_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--row",
+        nargs=2,
+        action="append",
+        metavar=("LABEL", "METRICS_JSON"),
+        required=True,
+        help="a row of this run and its metrics file",
+    )
+    p.add_argument(
+        "--reference", default="", help="paper table to print beside (e.g. msrvtt_table3)"
+    )
+    p.add_argument("--recall-at", type=int, choices=[10, 50], default=10)
+    p.add_argument("--out", required=True, help="table .csv (a .md is written beside it)")
+
+
+def table(args: argparse.Namespace) -> None:
+    """Write a results table: the paper's reference rows beside this run's rows."""
+    from pathlib import Path
+
+    from supportset.retrieval.table import build_table, read_metrics, write_table
+
+    run_rows = {label: read_metrics(path) for label, path in args.row}
+    rows = build_table(run_rows, args.reference or None, args.recall_at)
+    write_table(args.out, rows)
+    print(Path(args.out).with_suffix(".md").read_text())
+
+
+def _frames_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("video", help="video file")
+    p.add_argument("--fps", type=float, default=1.0, help="samples per second")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a text table")
+
+
+def frames(args: argparse.Namespace) -> None:
+    """Print what the pipeline samples from one video (timestamps in s, frame sizes)."""
+    from supportset.video.decode import describe_samples
+
+    description = describe_samples(args.video, args.fps)
+    if args.json:
+        print(json.dumps(description))
+        return
+    for sample in description["samples"]:
+        print(f"{sample['timestamp']:10.3f} s  {sample['width']}x{sample['height']}")
+
+
+COMMANDS: list[tuple[str, Callable, Callable]] = [
+    ("corpus", _corpus_args, corpus),
+    ("prepare", _prepare_args, prepare),
+    ("build-tiny-t5", _tiny_args, build_tiny_t5),
+    ("extract-visual", _extract_args, extract_visual),
+    ("embed-text", _embed_args, embed_text),
+    ("train", _train_args, train),
+    ("export", _export_args, export),
+    ("evaluate", _evaluate_args, evaluate),
+    ("table", _table_args, table),
+    ("frames", _frames_args, frames),
+]
+
+if __name__ == "__main__":
+    sys.exit(main())

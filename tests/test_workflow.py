@@ -1,0 +1,115 @@
+"""End to end: the real Snakemake DAG on a small generated corpus, in a temporary folder."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from supportset.retrieval.table import TABLE_COLUMNS
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.e2e
+
+
+def small_config() -> dict:
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    demo = config["datasets"]["demo"]
+    demo["corpus"] = {"num_videos": 20, "seed": 1, "min_seconds": 3.0, "max_seconds": 4.0}
+    demo["overrides"]["text"]["tiny"] = {"d_model": 16, "num_layers": 1, "d_ff": 32}
+    demo["overrides"]["model"].update(dim=32, ffn_dim=64)
+    demo["overrides"]["training"].update(epochs=2, batch_size=8)
+    return config
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command = [
+        sys.executable, "-m", "snakemake",
+        "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(workdir),
+        "--configfile", str(workdir / "config.yaml"),
+        "--cores", "2",
+        *args,
+    ]  # fmt: skip
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = tmp_path_factory.mktemp("workflow")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(small_config(), sort_keys=False))
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return workdir
+
+
+def test_default_target_is_the_demo_table(demo_run: Path):
+    with open(demo_run / "results/demo_table3.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert tuple(rows[0]) == TABLE_COLUMNS
+    assert {row["source"] for row in rows} == {"paper", "this run"}
+    ours = [row for row in rows if row["source"] == "this run"]
+    assert [row["row"] for row in ours] == list(small_config()["tables"]["demo_table3"]["rows"])
+    for row in ours:
+        assert 0 <= float(row["T2V_R@1"]) <= 100 and float(row["T2V_MdR"]) >= 1
+    assert (demo_run / "results/demo_table3.md").read_text().count("this run") == 2
+
+
+def test_every_stage_left_its_outputs_logs_and_benchmarks(demo_run: Path):
+    results = demo_run / "results/demo"
+    assert len(pq.read_table(results / "manifest/videos.parquet")) == 20
+    shards = sorted((results / "features/visual").glob("0000?.parquet"))
+    rejects = sorted((results / "features/visual").glob("*.rejects.parquet"))
+    assert len(shards) == 2 and len(rejects) == 2
+    written = sum(len(pq.read_table(shard)) for shard in shards)
+    rejected = sum(len(pq.read_table(path)) for path in rejects)
+    assert written + rejected == 20
+    metrics = json.loads((results / "triplet/metrics_test.json").read_text())
+    assert set(metrics) == {"t2v", "v2t"} and metrics["t2v"]["n_queries"] > 0
+    assert (results / "triplet/train_log.csv").read_text().startswith("epoch,step,kind")
+    for rule in ("make_demo_corpus", "prepare", "extract_visual", "embed_text", "train", "table"):
+        assert any((demo_run / "results/logs" / rule).rglob("*.log")), rule
+        assert any((demo_run / "results/benchmarks" / rule).rglob("*.tsv")), rule
+
+
+def test_rerun_has_nothing_to_do(demo_run: Path):
+    result = snakemake(demo_run, "--dry-run")
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_changed_hyper_parameter_reruns_training_but_not_extraction(demo_run: Path):
+    config = small_config()
+    config["datasets"]["demo"]["overrides"]["training"]["margin"] = 0.3
+    (demo_run / "changed.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = snakemake(demo_run, "--dry-run", "--configfile", str(demo_run / "changed.yaml"))
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "rule train:" in output or "localrule train:" in output
+    assert "extract_visual:" not in output
+
+
+def test_bad_config_key_stops_before_any_job(tmp_path: Path):
+    config = small_config()
+    config["training"]["learning_rate"] = 0.1
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = snakemake(tmp_path)
+    assert result.returncode != 0
+    assert "learning_rate" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
+
+
+def test_unconfigured_dataset_names_its_root_key(tmp_path: Path):
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(small_config(), sort_keys=False))
+    result = snakemake(tmp_path, "results/msrvtt_table3.csv")
+    assert result.returncode != 0
+    assert "datasets.msrvtt.root" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()

@@ -1,0 +1,110 @@
+# Helpers of the rules: settings per dataset/experiment, shard lists and wildcard constraints.
+import json
+import shlex
+from pathlib import Path
+
+from supportset.config import check_cross_references, load_schema, section_settings
+
+check_cross_references(config, load_schema(workflow.source_path("../schemas/config.schema.yaml")))
+
+
+wildcard_constraints:
+    dataset="[a-z][a-z0-9_]*",
+    experiment="[A-Za-z0-9][A-Za-z0-9_-]*",
+    split="train|val|test",
+    shard="[0-9]{5}",
+    name="[A-Za-z0-9][A-Za-z0-9_-]*",
+
+
+def settings(section, dataset, experiment=None):
+    """Effective settings of one config section for a dataset (and experiment)."""
+    return section_settings(config, section, dataset, experiment)
+
+
+def settings_json(section, with_experiment=False):
+    """A params function: the section's settings as a JSON string."""
+
+    def to_json(wildcards):
+        experiment = wildcards.experiment if with_experiment else None
+        return json.dumps(settings(section, wildcards.dataset, experiment), sort_keys=True)
+
+    return to_json
+
+
+def dataset_root(dataset):
+    """The dataset's folder; stops the run (before any job) when it is not configured."""
+    root = config["datasets"][dataset]["root"]
+    if not root:
+        raise WorkflowError(
+            f"config key 'datasets.{dataset}.root' is empty: set it to the dataset's folder "
+            "(see README, 'Running on your data')"
+        )
+    return root
+
+
+def prepare_inputs(wildcards):
+    """Annotation files the dataset's adapter reads."""
+    root = dataset_root(wildcards.dataset)
+    adapter = config["datasets"][wildcards.dataset]["adapter"]
+    if adapter == "demo":
+        return [f"{root}/annotations.json"]
+    return [f"{root}/videos.csv", f"{root}/captions.csv"]
+
+
+def shard_names(count):
+    return [f"{index:05d}" for index in range(count)]
+
+
+def visual_shards(wildcards):
+    count = settings("features", wildcards.dataset)["shards"]
+    return expand(
+        "results/{dataset}/features/visual/{shard}.parquet",
+        dataset=wildcards.dataset,
+        shard=shard_names(count),
+    )
+
+
+def text_shards(wildcards):
+    count = settings("text", wildcards.dataset)["shards"]
+    return expand(
+        "results/{dataset}/features/text/{shard}.parquet",
+        dataset=wildcards.dataset,
+        shard=shard_names(count),
+    )
+
+
+def text_model_input(wildcards):
+    """The pipeline-built T5 folder when text.model is 'tiny'; nothing otherwise."""
+    if settings("text", wildcards.dataset)["model"] == "tiny":
+        return {"model_dir": f"results/{wildcards.dataset}/text_model"}
+    return {}
+
+
+def text_model_option(wildcards, input):
+    return f"--model-dir {input.model_dir}" if hasattr(input, "model_dir") else ""
+
+
+def tiny_settings_json(wildcards):
+    return json.dumps(settings("text", wildcards.dataset)["tiny"], sort_keys=True)
+
+
+def max_video_seconds(wildcards):
+    return settings("training", wildcards.dataset, wildcards.experiment)["max_video_seconds"]
+
+
+def table_metrics(wildcards):
+    """Metrics files of a table's rows, in row order."""
+    table = config["tables"][wildcards.name]
+    return [
+        f"results/{table['dataset']}/{experiment}/metrics_{table['split']}.json"
+        for experiment in table["rows"].values()
+    ]
+
+
+def table_row_options(wildcards, input):
+    """`--row LABEL METRICS` for every row, shell-quoted."""
+    labels = config["tables"][wildcards.name]["rows"]
+    return " ".join(
+        f"--row {shlex.quote(label)} {shlex.quote(path)}"
+        for label, path in zip(labels, input, strict=True)
+    )

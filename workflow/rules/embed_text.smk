@@ -1,0 +1,42 @@
+rule build_tiny_text_model:
+    input:
+        captions="results/{dataset}/manifest/captions.parquet",
+    output:
+        model_dir=directory("results/{dataset}/text_model"),
+    params:
+        settings=tiny_settings_json,
+    log:
+        "results/logs/build_tiny_text_model/{dataset}.log",
+    benchmark:
+        "results/benchmarks/build_tiny_text_model/{dataset}.tsv"
+    conda:
+        "../../envs/supportset.yaml"
+    shell:
+        "supportset build-tiny-t5 --captions {input.captions} --settings {params.settings:q}"
+        " --out {output.model_dir} > {log} 2>&1"
+
+
+rule embed_text:
+    input:
+        unpack(text_model_input),
+        captions="results/{dataset}/manifest/captions.parquet",
+    output:
+        shard="results/{dataset}/features/text/{shard}.parquet",
+    params:
+        settings=settings_json("text"),
+        shard=lambda wildcards: int(wildcards.shard),
+        model_option=text_model_option,
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    log:
+        "results/logs/embed_text/{dataset}/{shard}.log",
+    benchmark:
+        "results/benchmarks/embed_text/{dataset}/{shard}.tsv"
+    conda:
+        "../../envs/supportset.yaml"
+    shell:
+        "supportset --threads {threads} embed-text --manifest {input.captions}"
+        " --shard {params.shard} --settings {params.settings:q} {params.model_option}"
+        " --out {output.shard} > {log} 2>&1"

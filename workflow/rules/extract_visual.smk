@@ -1,0 +1,23 @@
+rule extract_visual:
+    input:
+        videos="results/{dataset}/manifest/videos.parquet",
+    output:
+        shard="results/{dataset}/features/visual/{shard}.parquet",
+        rejects="results/{dataset}/features/visual/{shard}.rejects.parquet",
+    params:
+        settings=settings_json("features"),
+        shard=lambda wildcards: int(wildcards.shard),
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    log:
+        "results/logs/extract_visual/{dataset}/{shard}.log",
+    benchmark:
+        "results/benchmarks/extract_visual/{dataset}/{shard}.tsv"
+    conda:
+        "../../envs/supportset.yaml"
+    shell:
+        "supportset --threads {threads} extract-visual --manifest {input.videos}"
+        " --shard {params.shard} --settings {params.settings:q}"
+        " --out {output.shard} --rejects {output.rejects} > {log} 2>&1"

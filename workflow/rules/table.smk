@@ -1,0 +1,23 @@
+rule table:
+    input:
+        metrics=table_metrics,
+    output:
+        table=report(
+            "results/{name}.csv",
+            caption="../report/table.rst",
+            category="Retrieval tables",
+        ),
+        markdown="results/{name}.md",
+    params:
+        rows=table_row_options,
+        reference=lambda wildcards: config["tables"][wildcards.name]["reference"],
+        recall_at=lambda wildcards: config["tables"][wildcards.name]["recall_at"],
+    log:
+        "results/logs/table/{name}.log",
+    benchmark:
+        "results/benchmarks/table/{name}.tsv"
+    conda:
+        "../../envs/supportset.yaml"
+    shell:
+        "supportset table {params.rows} --reference {params.reference:q}"
+        " --recall-at {params.recall_at} --out {output.table} > {log} 2>&1"
