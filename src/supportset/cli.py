@@ -105,6 +105,7 @@ def _extract_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--settings", required=True, help="JSON of the features section")
     p.add_argument("--out", required=True, help="shard .parquet")
     p.add_argument("--rejects", required=True, help="rejects .parquet")
+    p.add_argument("--workers", type=int, default=2, help="decode worker processes")
 
 
 def extract_visual(args: argparse.Namespace) -> None:
@@ -112,8 +113,9 @@ def extract_visual(args: argparse.Namespace) -> None:
     from supportset.features.visual import VisualSettings, extract_shard
     from supportset.settings import from_json
 
+    settings = from_json(VisualSettings, args.settings)
     written, rejected = extract_shard(
-        args.manifest, args.shard, from_json(VisualSettings, args.settings), args.out, args.rejects
+        args.manifest, args.shard, settings, args.out, args.rejects, args.workers
     )
     log.info("shard %d: %d videos written, %d rejected", args.shard, written, rejected)
 

@@ -45,6 +45,11 @@ def check_cross_references(config: dict, schema: dict) -> None:
     """Check every `overrides` block against its section schema, and tables' references."""
     for name, dataset in config.get("datasets", {}).items():
         _check_overrides(dataset.get("overrides", {}), f"datasets.{name}", schema)
+        if "format" in dataset.get("overrides", {}).get("features", {}):
+            raise ConfigError(
+                f"config key 'datasets.{name}.overrides.features.format': the shard format "
+                "is set once for all datasets (features.format)"
+            )
     for name, experiment in config.get("experiments", {}).items():
         _check_overrides(experiment.get("overrides", {}), f"experiments.{name}", schema)
     for name, table in config.get("tables", {}).items():

@@ -5,6 +5,9 @@ from pathlib import Path
 
 from supportset.config import check_cross_references, load_schema, section_settings
 
+# One shard format per run (file names depend on it); datasets cannot override it.
+VISUAL_SUFFIX = {"parquet": "parquet", "hdf5": "h5"}[config["features"]["format"]]
+
 check_cross_references(config, load_schema(workflow.source_path("../schemas/config.schema.yaml")))
 
 
@@ -58,9 +61,10 @@ def shard_names(count):
 def visual_shards(wildcards):
     count = settings("features", wildcards.dataset)["shards"]
     return expand(
-        "results/{dataset}/features/visual/{shard}.parquet",
+        "results/{dataset}/features/visual/{shard}.{suffix}",
         dataset=wildcards.dataset,
         shard=shard_names(count),
+        suffix=VISUAL_SUFFIX,
     )
 
 

@@ -2,12 +2,12 @@ rule extract_visual:
     input:
         videos="results/{dataset}/manifest/videos.parquet",
     output:
-        shard="results/{dataset}/features/visual/{shard}.parquet",
+        shard=f"results/{{dataset}}/features/visual/{{shard}}.{VISUAL_SUFFIX}",
         rejects="results/{dataset}/features/visual/{shard}.rejects.parquet",
     params:
         settings=settings_json("features"),
         shard=lambda wildcards: int(wildcards.shard),
-    threads: 2
+    threads: 4
     resources:
         mem_mb=4000,
         runtime=240,
@@ -20,4 +20,4 @@ rule extract_visual:
     shell:
         "supportset --threads {threads} extract-visual --manifest {input.videos}"
         " --shard {params.shard} --settings {params.settings:q}"
-        " --out {output.shard} --rejects {output.rejects} > {log} 2>&1"
+        " --out {output.shard} --rejects {output.rejects} --workers {threads} > {log} 2>&1"

@@ -1,8 +1,13 @@
 """The visual backbones: torchvision ResNets (appearance) and R(2+1)D VideoResNets (motion).
 
+R(2+1)D-34 follows the IG65M release (Ghadiyaram et al. 2019, converted from Caffe2 by the
+ig65m-pytorch project): torchvision's VideoResNet with (2+1)D blocks, layers 3-4-6-3, the
+Caffe2 mid-plane counts in the first block of layers 2-4 (288, 576, 1152) and BatchNorm
+eps 1e-3, so that its published state dicts load strictly.
+
 Weights come from a local file or the torch hub cache, or are explicitly random (demo and
-tests). Nothing is downloaded at run time: missing weights raise WeightsError saying how to
-provide them, before any video is touched.
+tests). Nothing is downloaded at run time: missing weights raise WeightsError saying how
+to provide them, before any video is touched.
 """
 
 from __future__ import annotations
@@ -25,6 +30,24 @@ R2PLUS1D_LAYERS = {
     "r2plus1d_18": [2, 2, 2, 2],
     "r2plus1d_34": [3, 4, 6, 3],
 }
+APPEARANCE_DIMS = {
+    "resnet18": 512,
+    "resnet34": 512,
+    "resnet50": 2048,
+    "resnet101": 2048,
+    "resnet152": 2048,
+}
+MOTION_DIM = 512
+CAFFE2_MIDPLANES = {"layer2": 288, "layer3": 576, "layer4": 1152}
+
+IG65M_RELEASE = "https://github.com/moabitcoin/ig65m-pytorch/releases/download/v1.0.0/"
+# weights name -> (file name in the torch hub cache, frames per clip it was trained on)
+IG65M_WEIGHTS = {
+    "ig65m_clip32": ("r2plus1d_34_clip32_ig65m_from_scratch-449a7af9.pth", 32),
+    "ig65m_clip8": ("r2plus1d_34_clip8_ig65m_from_scratch-9bae36ae.pth", 8),
+    "kinetics_clip32": ("r2plus1d_34_clip32_ft_kinetics_from_ig65m-ade133f1.pth", 32),
+    "kinetics_clip8": ("r2plus1d_34_clip8_ft_kinetics_from_ig65m-0aa0550b.pth", 8),
+}
 RANDOM = "random"
 RANDOM_SEED = 0
 
@@ -36,18 +59,20 @@ class WeightsError(RuntimeError):
 def build_appearance(arch: str, weights: str) -> nn.Module:
     """ResNet whose output is the globally average-pooled last stage, (N, 3, H, W) -> (N, C).
 
-    C is 2048 for resnet50/101/152 and 512 for resnet18/34.
+    C is APPEARANCE_DIMS[arch]: 2048 for resnet50/101/152 (pool5), 512 for resnet18/34.
     """
+    path = resolve_weights(arch, weights, "features.appearance.weights")
     torch.manual_seed(RANDOM_SEED)
     model = getattr(torchvision.models, arch)(weights=None)
     model.fc = nn.Identity()
-    if weights != RANDOM:
-        model.load_state_dict(_without_classifier(_appearance_state_dict(arch, weights)))
+    if path is not None:
+        model.load_state_dict(_without_classifier(_load_state_dict(path)))
     return model.eval()
 
 
 def build_motion(arch: str, weights: str) -> nn.Module:
     """R(2+1)D VideoResNet, (N, 3, T, H, W) -> (N, 512) after global spatio-temporal pooling."""
+    path = resolve_weights(arch, weights, "features.motion.weights")
     torch.manual_seed(RANDOM_SEED)
     model = VideoResNet(
         block=BasicBlock,
@@ -55,59 +80,81 @@ def build_motion(arch: str, weights: str) -> nn.Module:
         layers=R2PLUS1D_LAYERS[arch],
         stem=R2Plus1dStem,
     )
+    if arch == "r2plus1d_34":
+        _use_caffe2_layout(model)
     model.fc = nn.Identity()
-    if weights != RANDOM:
-        state = _load_state_dict(_existing_file(weights, "features.motion.weights"))
-        model.load_state_dict(_without_classifier(state))
+    if path is not None:
+        model.load_state_dict(_without_classifier(_load_state_dict(path)))
     return model.eval()
 
 
-def check_weights_available(arch: str, weights: str, key: str) -> None:
-    """Raise WeightsError unless `weights` can be loaded offline (called before any work)."""
+def resolve_weights(arch: str, weights: str, key: str) -> Path | None:
+    """The weights file for `weights` (None for 'random'); WeightsError when unavailable.
+
+    Accepted: 'random'; a path to a state-dict file; a torchvision weights name
+    (e.g. IMAGENET1K_V1 for ResNets, KINETICS400_V1 for r2plus1d_18) or an IG65M name
+    (ig65m_clip32, ig65m_clip8, kinetics_clip32, kinetics_clip8 for r2plus1d_34), both
+    looked up in the torch hub cache ($TORCH_HOME/hub/checkpoints).
+    """
     if weights == RANDOM:
-        return
-    if arch.startswith("resnet") and not Path(weights).suffix:
-        _cached_torchvision_file(arch, weights)
-    else:
-        _existing_file(weights, key)
-
-
-def _appearance_state_dict(arch: str, weights: str) -> dict[str, torch.Tensor]:
+        return None
+    if not weights:
+        raise WeightsError(
+            f"{key} is empty: name the weights (see README, 'Pre-trained weights'), give a "
+            "state-dict file, or write 'random' for an explicitly untrained network (demo and "
+            "tests only)."
+        )
     if Path(weights).suffix:
-        return _load_state_dict(_existing_file(weights, "features.appearance.weights"))
-    return _load_state_dict(_cached_torchvision_file(arch, weights))
+        if not Path(weights).is_file():
+            raise WeightsError(f"{key}: no weights file at {weights}")
+        return Path(weights)
+    if weights in IG65M_WEIGHTS:
+        if arch != "r2plus1d_34":
+            raise WeightsError(f"{key}: {weights} are weights of r2plus1d_34, not {arch}")
+        file_name, _ = IG65M_WEIGHTS[weights]
+        return _cached(file_name, IG65M_RELEASE + file_name, key)
+    return _cached_torchvision(arch, weights, key)
 
 
-def _cached_torchvision_file(arch: str, weights: str) -> Path:
+def check_clip_len(weights: str, clip_len: int) -> None:
+    """Refuse a clip length other than the one the named IG65M weights were trained on."""
+    if weights in IG65M_WEIGHTS and IG65M_WEIGHTS[weights][1] != clip_len:
+        trained = IG65M_WEIGHTS[weights][1]
+        raise WeightsError(
+            f"features.motion.clip_len is {clip_len} but {weights} was trained on "
+            f"{trained}-frame clips"
+        )
+
+
+def _use_caffe2_layout(model: VideoResNet) -> None:
+    for layer, midplanes in CAFFE2_MIDPLANES.items():
+        block = getattr(model, layer)[0]
+        planes = block.conv2[0][0].in_channels
+        block.conv2[0] = Conv2Plus1D(planes, planes, midplanes)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm3d):
+            module.eps = 1e-3
+
+
+def _cached_torchvision(arch: str, weights: str, key: str) -> Path:
     enum = torchvision.models.get_model_weights(arch)
     try:
         url = enum[weights].url
     except KeyError as error:
         known = ", ".join(member.name for member in enum)
-        raise WeightsError(
-            f"features.appearance.weights '{weights}' is not a {arch} weights name ({known})"
-        ) from error
-    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
-    if not path.is_file():
-        raise WeightsError(
-            f"{arch} weights {weights} are not in the torch hub cache ({path}). On a machine "
-            f'with internet run: python -c "import torchvision; torchvision.models.{arch}'
-            f"(weights='{weights}')\" (set TORCH_HOME to share the cache), or download {url} "
-            "and set features.appearance.weights to the file's path."
-        )
-    return path
+        raise WeightsError(f"{key}: '{weights}' is not a {arch} weights name ({known})") from error
+    return _cached(Path(url).name, url, key)
 
 
-def _existing_file(weights: str, key: str) -> Path:
-    if not weights:
-        raise WeightsError(
-            f"{key} is empty: set it to a local state-dict file (e.g. the IG65M R(2+1)D-34 "
-            "release converted to torchvision's VideoResNet layout), or to 'random' for an "
-            "explicitly untrained network (demo and tests only)."
-        )
-    path = Path(weights)
+def _cached(file_name: str, url: str, key: str) -> Path:
+    path = Path(torch.hub.get_dir()) / "checkpoints" / file_name
     if not path.is_file():
-        raise WeightsError(f"{key}: no weights file at {path}")
+        raise WeightsError(
+            f"{key}: {file_name} is not in the torch hub cache ({path.parent}). On a machine "
+            f'with internet run: python -c "import torch; torch.hub.load_state_dict_from_url('
+            f"'{url}')\" (set TORCH_HOME to share the cache with this machine), or download "
+            f"the file and set {key} to its path."
+        )
     return path
 
 

@@ -1,10 +1,15 @@
 """The `extract_visual` stage: per second of video, an appearance and a motion feature.
 
-Appearance: a ResNet on the frame that represents the second (see video/decode.py).
-Motion: an R(2+1)D network on `clip_len` frames at the native rate centred on that frame
-(edges repeat the first/last frame). The two pooled outputs are concatenated, giving
-(T, D_appearance + D_motion) per video: 2048 + 512 = 2560 in the paper's setting.
-A video that cannot be decoded becomes a row in the shard's rejects; the others are written.
+Appearance: a ResNet on the frame that represents the second (video/decode.py). Motion:
+an R(2+1)D network on `clip_len` frames at the native rate around that frame
+(video/sampling.py). The two pooled outputs are concatenated, giving (T, D_a + D_m) per
+video: 2048 + 512 = 2560 in the paper's setting.
+
+Decode workers (video/workers.py) stream samples of several videos at once; the CNNs run
+on fixed-size batches that mix videos, so decoding overlaps with compute and every
+forward pass has the same shape (the last batch is padded), which keeps reruns
+bit-identical. A video that cannot be decoded becomes a row in the shard's rejects (or
+stops the job with `on_error: fail`); the others are written, in manifest order.
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ import torch
 from supportset import __version__
 from supportset.data.manifest import read_videos
 from supportset.features import backbones
-from supportset.features.store import write_rejects, write_visual_shard
+from supportset.features.store import VisualShardWriter, write_rejects
 from supportset.torch_utils import autocast, pick_device
-from supportset.video.decode import DecodeError, flag_samples, to_rgb
+from supportset.video.sampling import SampleChunk, SamplingSpec
+from supportset.video.workers import DecodePool
 
 log = logging.getLogger(__name__)
+SHARD_SUFFIXES = {"parquet": ".parquet", "hdf5": ".h5"}
 
 
 @dataclass
@@ -37,7 +44,7 @@ class AppearanceSettings:
 @dataclass
 class MotionSettings:
     arch: str = "r2plus1d_34"  # VideoResNet with (2+1)D blocks
-    weights: str = ""  # state-dict file path, or "random"
+    weights: str = ""  # IG65M name, torchvision name, file path, or "random"
     clip_len: int = 32  # frames per clip at the native rate
     resize: int = 128  # short side (pixels) before the centre crop
     size: int = 112  # centre crop (pixels)
@@ -48,22 +55,20 @@ class VisualSettings:
     fps: float = 1.0  # feature samples per second of video
     shards: int = 4  # independent extraction jobs per dataset
     dtype: str = "float16"  # storage type of the features
-    batch_size: int = 32  # frames or clips per forward pass
+    format: str = "parquet"  # parquet | hdf5
+    batch_size: int = 32  # samples (frames and clips) per forward pass
+    on_error: str = "skip"  # skip: reject the video and go on; fail: stop the job
+    decode_timeout: float = 120.0  # seconds a decoder may stay silent before it is killed
     appearance: AppearanceSettings = field(default_factory=AppearanceSettings)
     motion: MotionSettings = field(default_factory=MotionSettings)
 
 
-@dataclass
-class SampledVideo:
-    """What one video contributes: sample times and the network inputs."""
-
-    timestamps: np.ndarray  # (S,) seconds
-    appearance: np.ndarray  # (S, size_a, size_a, 3) uint8 RGB
-    motion: np.ndarray  # (S, clip_len, size_m, size_m, 3) uint8 RGB
+class ExtractionError(RuntimeError):
+    """A video failed with `on_error: fail`."""
 
 
 class VisualExtractor:
-    """Both backbones on one device; `__call__` turns a SampledVideo into (S, D) features."""
+    """Both backbones on one device: (B, A, A, 3) frames + (B, T, M, M, 3) clips -> (B, D)."""
 
     def __init__(self, settings: VisualSettings, device: torch.device) -> None:
         self.settings = settings
@@ -71,58 +76,114 @@ class VisualExtractor:
         self.appearance = backbones.build_appearance(
             settings.appearance.arch, settings.appearance.weights
         ).to(device, memory_format=torch.channels_last)
-        self.motion = backbones.build_motion(settings.motion.arch, settings.motion.weights).to(
-            device
-        )
+        self.motion = backbones.build_motion(settings.motion.arch, settings.motion.weights)
+        self.motion.to(device)
+        self.dim = backbones.APPEARANCE_DIMS[settings.appearance.arch] + backbones.MOTION_DIM
 
     @torch.inference_mode()
-    def __call__(self, video: SampledVideo) -> np.ndarray:
-        appearance = self._batched(self.appearance, self._frames_tensor(video.appearance))
-        motion = self._batched(self.motion, self._clips_tensor(video.motion))
-        return torch.cat([appearance, motion], dim=1).float().cpu().numpy()  # (S, D)
-
-    def _frames_tensor(self, frames: np.ndarray) -> torch.Tensor:
-        images = torch.from_numpy(frames).permute(0, 3, 1, 2)  # (S, 3, H, W)
-        return _normalise(images, backbones.IMAGENET_MEAN, backbones.IMAGENET_STD, dim=1)
-
-    def _clips_tensor(self, clips: np.ndarray) -> torch.Tensor:
-        videos = torch.from_numpy(clips).permute(0, 4, 1, 2, 3)  # (S, 3, T, H, W)
-        return _normalise(videos, backbones.KINETICS_MEAN, backbones.KINETICS_STD, dim=1)
-
-    def _batched(self, network: torch.nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-        outputs = []
-        for start in range(0, len(inputs), self.settings.batch_size):
-            batch = inputs[start : start + self.settings.batch_size].to(self.device)
-            if batch.dim() == 4:
-                batch = batch.contiguous(memory_format=torch.channels_last)
-            with autocast(self.device):
-                outputs.append(network(batch))
-        return torch.cat(outputs)
+    def __call__(self, frames: np.ndarray, clips: np.ndarray) -> np.ndarray:
+        """uint8 RGB frames (B, A, A, 3) and clips (B, T, M, M, 3) -> float32 (B, D)."""
+        images = torch.from_numpy(frames).to(self.device).permute(0, 3, 1, 2)  # (B, 3, A, A)
+        images = _normalise(images, backbones.IMAGENET_MEAN, backbones.IMAGENET_STD)
+        videos = torch.from_numpy(clips).to(self.device).permute(0, 4, 1, 2, 3)  # (B, 3, T, M, M)
+        videos = _normalise(videos, backbones.KINETICS_MEAN, backbones.KINETICS_STD)
+        with autocast(self.device):
+            appearance = self.appearance(images.contiguous(memory_format=torch.channels_last))
+            motion = self.motion(videos)
+        return torch.cat([appearance, motion], dim=1).float().cpu().numpy()
 
 
-def sample_video(path: str | Path, settings: VisualSettings) -> SampledVideo:
-    """Decode `path` once; keep every frame at motion resolution and the samples at appearance
-    resolution."""
-    motion_frames, sample_positions, timestamps, appearance_frames = [], [], [], []
-    for position, (decoded, chosen) in enumerate(flag_samples(path, settings.fps)):
-        motion_frames.append(to_rgb(decoded.frame, settings.motion.resize, settings.motion.size))
-        if chosen:
-            sample_positions.append(position)
-            timestamps.append(decoded.time)
-            appearance_frames.append(
-                to_rgb(decoded.frame, settings.appearance.resize, settings.appearance.size)
-            )
-    if not sample_positions:
-        raise DecodeError(f"{path}: no frames decoded")
-    frames = np.stack(motion_frames)  # (N, H, W, 3)
-    clips = frames[clip_indices(np.array(sample_positions), settings.motion.clip_len, len(frames))]
-    return SampledVideo(np.array(timestamps), np.stack(appearance_frames), clips)
+class SampleQueue:
+    """Samples waiting for the CNNs, in arrival order, each tagged with its video."""
+
+    def __init__(self) -> None:
+        self.owners: list[int] = []
+        self.frames: list[np.ndarray] = []
+        self.clips: list[np.ndarray] = []
+
+    def __len__(self) -> int:
+        return len(self.owners)
+
+    def add(self, owner: int, chunk: SampleChunk) -> None:
+        self.owners.extend([owner] * len(chunk.timestamps))
+        self.frames.extend(chunk.appearance)
+        self.clips.extend(chunk.motion)
+
+    def take(self, size: int) -> tuple[list[int], np.ndarray, np.ndarray]:
+        """The first `size` samples (fewer if not available), zero-padded to `size`."""
+        owners, frames, clips = self.owners[:size], self.frames[:size], self.clips[:size]
+        del self.owners[:size], self.frames[:size], self.clips[:size]
+        padding = size - len(owners)
+        frames_array = np.stack(frames + [np.zeros_like(frames[0])] * padding)
+        clips_array = np.stack(clips + [np.zeros_like(clips[0])] * padding)
+        return owners, frames_array, clips_array
 
 
-def clip_indices(centres: np.ndarray, clip_len: int, num_frames: int) -> np.ndarray:
-    """(S, clip_len) frame indices of clips centred on `centres`, clamped to [0, num_frames)."""
-    offsets = np.arange(clip_len) - clip_len // 2
-    return np.clip(centres[:, None] + offsets[None, :], 0, num_frames - 1)
+class ShardAssembly:
+    """Per-video timestamps and features, written in manifest order once complete."""
+
+    def __init__(self, videos: list[dict], writer: VisualShardWriter) -> None:
+        self.videos = videos
+        self.writer = writer
+        self.timestamps: dict[int, list[float]] = {i: [] for i in range(len(videos))}
+        self.features: dict[int, list[np.ndarray]] = {i: [] for i in range(len(videos))}
+        self.decoded: set[int] = set()
+        self.rejects: dict[int, str] = {}
+        self.next_to_write = 0
+        self.written = 0
+
+    def add_samples(self, index: int, chunk: SampleChunk) -> None:
+        self.timestamps[index].extend(chunk.timestamps.tolist())
+
+    def add_features(self, owners: list[int], features: np.ndarray) -> None:
+        for owner, row in zip(owners, features, strict=False):  # padding rows are dropped
+            if owner not in self.rejects:
+                self.features[owner].append(row)
+        self._write_ready()
+
+    def finish(self, index: int) -> None:
+        if not self.timestamps[index]:
+            self.reject(index, f"{self.videos[index]['path']}: no frame at or after 0 s")
+            return
+        self.decoded.add(index)
+        self._write_ready()
+
+    def reject(self, index: int, reason: str) -> None:
+        self.rejects[index] = reason
+        self._write_ready()
+
+    def reject_rows(self) -> list[tuple[str, str]]:
+        return [(self.videos[i]["video_id"], reason) for i, reason in sorted(self.rejects.items())]
+
+    def _write_ready(self) -> None:
+        while self.next_to_write < len(self.videos):
+            index = self.next_to_write
+            if index in self.rejects:
+                pass
+            elif index in self.decoded and len(self.features[index]) == len(self.timestamps[index]):
+                self.writer.write(
+                    self.videos[index]["video_id"],
+                    np.array(self.timestamps[index]),
+                    np.stack(self.features[index]),
+                )
+                self.written += 1
+            else:
+                return
+            del self.timestamps[index], self.features[index]
+            self.next_to_write += 1
+
+
+def sampling_spec(settings: VisualSettings) -> SamplingSpec:
+    """What the decode workers need from the settings."""
+    return SamplingSpec(
+        fps=settings.fps,
+        appearance_resize=settings.appearance.resize,
+        appearance_size=settings.appearance.size,
+        motion_resize=settings.motion.resize,
+        motion_size=settings.motion.size,
+        clip_len=settings.motion.clip_len,
+        chunk_samples=max(1, settings.batch_size // 4),
+    )
 
 
 def shard_videos(videos: list[dict], shard: int, num_shards: int) -> list[dict]:
@@ -132,56 +193,85 @@ def shard_videos(videos: list[dict], shard: int, num_shards: int) -> list[dict]:
     return videos[shard::num_shards]
 
 
+def check_settings(settings: VisualSettings, out: str | Path) -> None:
+    """Stop before any work: weights not available offline, or a path of the wrong format."""
+    backbones.resolve_weights(
+        settings.appearance.arch, settings.appearance.weights, "features.appearance.weights"
+    )
+    backbones.resolve_weights(
+        settings.motion.arch, settings.motion.weights, "features.motion.weights"
+    )
+    backbones.check_clip_len(settings.motion.weights, settings.motion.clip_len)
+    if Path(out).suffix != SHARD_SUFFIXES[settings.format]:
+        raise ValueError(f"features.format is {settings.format} but the output is {out}")
+
+
 def extract_shard(
-    manifest: str | Path, shard: int, settings: VisualSettings, out: str | Path, rejects: str | Path
+    manifest: str | Path,
+    shard: int,
+    settings: VisualSettings,
+    out: str | Path,
+    rejects: str | Path,
+    workers: int = 2,
 ) -> tuple[int, int]:
     """Extract the features of one shard; return (videos written, videos rejected)."""
-    for backbone, key in ((settings.appearance, "appearance"), (settings.motion, "motion")):
-        backbones.check_weights_available(
-            backbone.arch, backbone.weights, f"features.{key}.weights"
-        )
-    device = pick_device()
-    extractor = VisualExtractor(settings, device)
-    ids, times, features, rejected = [], [], [], []
-    for video in shard_videos(read_videos(manifest), shard, settings.shards):
-        try:
-            sampled = sample_video(video["path"], settings)
-        except DecodeError as error:
-            log.warning("rejected %s: %s", video["video_id"], error)
-            rejected.append((video["video_id"], str(error)))
-            continue
-        ids.append(video["video_id"])
-        times.append(sampled.timestamps)
-        features.append(extractor(sampled))
-    dim = _feature_dim(extractor, settings)
-    metadata = {
+    check_settings(settings, out)
+    videos = shard_videos(read_videos(manifest), shard, settings.shards)
+    extractor = VisualExtractor(settings, pick_device())
+    metadata = shard_metadata(settings, extractor)
+    pool = DecodePool([v["path"] for v in videos], sampling_spec(settings), workers,
+                      settings.decode_timeout)  # fmt: skip
+    with VisualShardWriter(out, extractor.dim, settings.dtype, metadata) as writer:
+        assembly = ShardAssembly(videos, writer)
+        queue = SampleQueue()
+        for event in pool.events():
+            if event.kind == "chunk":
+                assembly.add_samples(event.index, event.chunk)
+                queue.add(event.index, event.chunk)
+            elif event.kind == "done":
+                assembly.finish(event.index)
+            else:
+                _handle_reject(assembly, event.index, event.reason, settings.on_error)
+            while len(queue) >= settings.batch_size:
+                assembly.add_features(*_run(extractor, queue, settings.batch_size))
+        while len(queue):
+            assembly.add_features(*_run(extractor, queue, settings.batch_size))
+    write_rejects(rejects, assembly.reject_rows())
+    return assembly.written, len(assembly.rejects)
+
+
+def shard_metadata(settings: VisualSettings, extractor: VisualExtractor) -> dict:
+    """How the features were made, stored in the shard."""
+    return {
         "stage": "extract_visual",
         "settings": asdict(settings),
-        "dim": dim,
+        "dim": extractor.dim,
+        "preprocessing": {
+            "appearance": "short side resized (swscale bicubic), centre crop, ImageNet mean/std",
+            "motion": "short side resized (swscale bicubic), centre crop, Kinetics mean/std",
+            "sample": "first frame at or after k / fps seconds (pts); clip centred on it",
+        },
         "version": __version__,
-        "device": device.type,
+        "device": extractor.device.type,
     }
-    write_visual_shard(out, ids, times, features, dim, settings.dtype, metadata)
-    write_rejects(rejects, rejected)
-    return len(ids), len(rejected)
 
 
-def _feature_dim(extractor: VisualExtractor, settings: VisualSettings) -> int:
-    """D_appearance + D_motion, from the networks themselves (valid for an empty shard too)."""
-    blank = SampledVideo(
-        np.zeros(1),
-        np.zeros((1, settings.appearance.size, settings.appearance.size, 3), np.uint8),
-        np.zeros(
-            (1, settings.motion.clip_len, settings.motion.size, settings.motion.size, 3), np.uint8
-        ),
-    )
-    return extractor(blank).shape[1]
+def _run(extractor: VisualExtractor, queue: SampleQueue, size: int) -> tuple[list[int], np.ndarray]:
+    owners, frames, clips = queue.take(size)
+    return owners, extractor(frames, clips)
 
 
-def _normalise(pixels: torch.Tensor, mean: tuple, std: tuple, dim: int) -> torch.Tensor:
-    """uint8 pixels -> float32 in [0, 1], minus mean, over std, along channel axis `dim`."""
-    shape = [1] * pixels.dim()
-    shape[dim] = 3
-    mean_t = torch.tensor(mean).view(shape)
-    std_t = torch.tensor(std).view(shape)
+def _handle_reject(assembly: ShardAssembly, index: int, reason: str, on_error: str) -> None:
+    video_id = assembly.videos[index]["video_id"]
+    if on_error == "fail":
+        raise ExtractionError(f"video {video_id}: {reason} (features.on_error is 'fail')")
+    log.warning("rejected %s: %s", video_id, reason)
+    assembly.reject(index, reason)
+
+
+def _normalise(pixels: torch.Tensor, mean: tuple, std: tuple) -> torch.Tensor:
+    """uint8 pixels with channels on axis 1 -> float32 in [0, 1], minus mean, over std."""
+    shape = [1, 3] + [1] * (pixels.dim() - 2)
+    mean_t = torch.tensor(mean, device=pixels.device).view(shape)
+    std_t = torch.tensor(std, device=pixels.device).view(shape)
     return (pixels.float() / 255.0 - mean_t) / std_t
