@@ -21,18 +21,27 @@ def test_repo_config_is_valid_and_keeps_paper_defaults():
 
 
 def test_missing_keys_get_schema_defaults():
-    config = validate_config({"datasets": {"d": {"adapter": "demo"}}}, SCHEMA)
+    config = validate_config({"datasets": {"d": {"adapter": "manifest"}}}, SCHEMA)
     assert config["training"]["grad_clip"] == 0.2
     assert config["features"]["appearance"]["arch"] == "resnet152"
     assert config["datasets"]["d"]["corpus"]["num_videos"] == 240
+    assert config["features"]["motion"]["weights"] == "ig65m_clip32"
 
 
 def test_every_schema_property_has_description_and_default():
+    def resolve(prop):
+        if "$ref" not in prop:
+            return prop
+        return {**SCHEMA["$defs"][prop["$ref"].rsplit("/", 1)[1]], **prop}
+
     def walk(node, path):
         for name, prop in node.get("properties", {}).items():
-            assert "description" in prop or "$ref" in prop, f"{path}.{name} has no description"
+            prop = resolve(prop)
+            assert "description" in prop, f"{path}.{name} has no description"
             assert "default" in prop or name in node.get("required", []), f"{path}.{name}"
             walk(prop, f"{path}.{name}")
+        if isinstance(node.get("additionalProperties"), dict):
+            walk(node["additionalProperties"], f"{path}.*")
 
     walk(SCHEMA, "config")
     for name, definition in SCHEMA["$defs"].items():
@@ -56,6 +65,12 @@ def test_every_schema_property_has_description_and_default():
             "'text' was unexpected",
         ),
         (lambda c: c["tables"]["demo_table3"]["rows"].update(x="nope"), "demo_table3.rows.x"),
+        (lambda c: c["tables"]["demo_table3"].update(split="val1"), "tables.demo_table3.split"),
+        (lambda c: c["datasets"]["demo"].update(root="elsewhere"), "datasets.demo.root"),
+        (
+            lambda c: c["datasets"]["demo"]["overrides"]["features"].update(format="hdf5"),
+            "overrides.features.format",
+        ),
     ],
 )
 def test_bad_key_or_value_is_named(change, key):

@@ -13,7 +13,6 @@ from supportset.io import atomic_path
 from supportset.retrieval.embeddings import (
     check_pair,
     read_caption_embeddings,
-    read_pair,
     read_video_embeddings,
     write_caption_embeddings,
     write_video_embeddings,
@@ -201,13 +200,3 @@ def test_long_id_lists_are_abbreviated() -> None:
     emb = np.zeros((8, DIM), dtype=np.float32)
     with pytest.raises(ValueError, match=r"'v4' and 3 more$"):
         write_video_embeddings("unused.parquet", ids, emb)
-
-
-def test_read_pair(tmp_path: Path) -> None:
-    video_ids, video_emb, caption_ids, caption_video_ids, caption_emb = pair()
-    write_video_embeddings(tmp_path / "v.parquet", video_ids, video_emb)
-    write_caption_embeddings(tmp_path / "c.parquet", caption_ids, caption_video_ids, caption_emb)
-    read_back = read_pair(tmp_path / "v.parquet", tmp_path / "c.parquet")
-    assert read_back[0] == video_ids
-    assert read_back[2:4] == (caption_ids, caption_video_ids)
-    np.testing.assert_array_equal(read_back[4], caption_emb)

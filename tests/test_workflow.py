@@ -29,8 +29,9 @@ def small_config() -> dict:
     return config
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+def snakemake(workdir: Path, *args: str, **env_changes: str) -> subprocess.CompletedProcess:
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    env = {**os.environ, "PATH": path, **env_changes}
     command = [
         sys.executable, "-m", "snakemake",
         "--snakefile", str(REPO / "Snakefile"),
@@ -112,4 +113,19 @@ def test_unconfigured_dataset_names_its_root_key(tmp_path: Path):
     result = snakemake(tmp_path, "results/msrvtt_table3.csv")
     assert result.returncode != 0
     assert "datasets.msrvtt.root" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_missing_production_weights_stop_before_any_job(tmp_path: Path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "videos.csv").write_text("video_id,file,split\nv1,v1.mp4,test\n")
+    (data / "captions.csv").write_text("caption_id,video_id,text\nc1,v1,a dog runs\n")
+    config = small_config()
+    config["datasets"]["msrvtt"]["root"] = str(data)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = snakemake(tmp_path, "results/msrvtt_table3.csv", TORCH_HOME=str(tmp_path / "torch"))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "features.appearance.weights" in output and "torch hub cache" in output
     assert not (tmp_path / "results").exists()

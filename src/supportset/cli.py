@@ -203,16 +203,11 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 
 def evaluate(args: argparse.Namespace) -> None:
     """Score any embeddings of the schema: R@K, median and mean rank, both directions."""
-    from supportset.retrieval.embeddings import (
-        check_pair,
-        read_caption_embeddings,
-        read_video_embeddings,
-    )
+    from supportset.retrieval.embeddings import read_caption_embeddings, read_video_embeddings
     from supportset.retrieval.metrics import evaluate_embeddings, write_metrics
 
     video_ids, video_emb = read_video_embeddings(args.videos)
     caption_ids, caption_video_ids, caption_emb = read_caption_embeddings(args.captions)
-    check_pair(video_ids, video_emb, caption_ids, caption_video_ids, caption_emb)
     metrics = evaluate_embeddings(
         video_ids, video_emb, caption_ids, caption_video_ids, caption_emb, ties=args.ties
     )

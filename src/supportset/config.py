@@ -45,6 +45,11 @@ def check_cross_references(config: dict, schema: dict) -> None:
     """Check every `overrides` block against its section schema, and tables' references."""
     for name, dataset in config.get("datasets", {}).items():
         _check_overrides(dataset.get("overrides", {}), f"datasets.{name}", schema)
+        if dataset["adapter"] == "demo" and dataset.get("root") != f"resources/{name}":
+            raise ConfigError(
+                f"config key 'datasets.{name}.root': a generated demo corpus lives in "
+                f"resources/{name}"
+            )
         if "format" in dataset.get("overrides", {}).get("features", {}):
             raise ConfigError(
                 f"config key 'datasets.{name}.overrides.features.format': the shard format "

@@ -9,6 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(destination: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to `destination`; rename it there if the block succeeds.
@@ -23,6 +29,8 @@ def atomic_path(destination: str | Path) -> Iterator[Path]:
     os.close(handle)
     try:
         yield Path(temporary)
+        if os.path.isfile(temporary):  # mkstemp makes 0600; give the umask's usual mode
+            os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, destination)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -10,7 +10,7 @@ import torch
 
 
 def pick_device() -> torch.device:
-    """CUDA device 0 (or the LOCAL_RANK one under torchrun) when present, else the CPU."""
+    """The current CUDA device when one is present, else the CPU."""
     if torch.cuda.is_available():
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")

@@ -3,7 +3,10 @@ import json
 import shlex
 from pathlib import Path
 
+from functools import cache
+
 from supportset.config import check_cross_references, load_schema, section_settings
+from supportset.preflight import check_offline_weights
 
 # One shard format per run (file names depend on it); datasets cannot override it.
 VISUAL_SUFFIX = {"parquet": "parquet", "hdf5": "h5"}[config["features"]["format"]]
@@ -21,7 +24,20 @@ wildcard_constraints:
 
 def settings(section, dataset, experiment=None):
     """Effective settings of one config section for a dataset (and experiment)."""
+    if dataset not in config["datasets"]:
+        raise WorkflowError(f"unknown dataset '{dataset}' (config key datasets)")
+    if experiment is not None and experiment not in config["experiments"]:
+        raise WorkflowError(f"unknown experiment '{experiment}' (config key experiments)")
     return section_settings(config, section, dataset, experiment)
+
+
+@cache
+def check_weights(dataset):
+    """Stop while the DAG is built when the dataset's weights are not available offline."""
+    try:
+        check_offline_weights(settings("features", dataset), settings("text", dataset))
+    except RuntimeError as error:
+        raise WorkflowError(f"dataset '{dataset}': {error}") from error
 
 
 def settings_json(section, with_experiment=False):
@@ -48,6 +64,7 @@ def dataset_root(dataset):
 def prepare_inputs(wildcards):
     """Annotation files the dataset's adapter reads."""
     root = dataset_root(wildcards.dataset)
+    check_weights(wildcards.dataset)
     adapter = config["datasets"][wildcards.dataset]["adapter"]
     if adapter == "demo":
         return [f"{root}/annotations.json"]

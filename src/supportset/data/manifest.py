@@ -7,6 +7,7 @@ Every adapter produces exactly these two tables; nothing downstream knows the da
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -33,11 +34,13 @@ class ManifestError(ValueError):
 
 
 def safe_video_path(root: Path, relative: str) -> Path:
-    """Join `relative` to `root`, refusing anything that would leave the dataset folder."""
-    candidate = (root / relative).resolve()
-    if not candidate.is_relative_to(root.resolve()):
+    """Join `relative` to `root`, refusing absolute paths and `..` that would leave the
+    dataset folder. The check is on the text of the path, so symlinked folders inside the
+    dataset (common on shared file systems) are allowed."""
+    normalised = os.path.normpath(relative)
+    if os.path.isabs(normalised) or normalised == ".." or normalised.startswith("../"):
         raise ManifestError(f"path '{relative}' escapes the dataset folder {root}")
-    return root / relative
+    return root / normalised
 
 
 def check_manifest(videos: list[dict], captions: list[dict]) -> None:

@@ -104,10 +104,10 @@ def resolve_weights(arch: str, weights: str, key: str) -> Path | None:
             "state-dict file, or write 'random' for an explicitly untrained network (demo and "
             "tests only)."
         )
-    if Path(weights).suffix:
-        if not Path(weights).is_file():
-            raise WeightsError(f"{key}: no weights file at {weights}")
+    if Path(weights).is_file():
         return Path(weights)
+    if Path(weights).suffix or "/" in weights:
+        raise WeightsError(f"{key}: no weights file at {weights}")
     if weights in IG65M_WEIGHTS:
         if arch != "r2plus1d_34":
             raise WeightsError(f"{key}: {weights} are weights of r2plus1d_34, not {arch}")

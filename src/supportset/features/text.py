@@ -54,14 +54,27 @@ def load_t5(model: str) -> tuple[transformers.PreTrainedTokenizerBase, transform
         tokenizer = transformers.AutoTokenizer.from_pretrained(model, local_files_only=True)
         encoder = transformers.T5EncoderModel.from_pretrained(model, local_files_only=True)
     except OSError as error:
-        raise TextModelError(
-            f"text.model '{model}' is not available offline. Either set text.model to a local "
-            f"directory holding the model and tokenizer, or fill the Hugging Face cache "
-            f"(HF_HOME, default ~/.cache/huggingface) on a machine with internet: "
-            f"python -c \"import transformers as t; t.AutoTokenizer.from_pretrained('{model}'); "
-            f"t.T5EncoderModel.from_pretrained('{model}')\""
-        ) from error
+        raise TextModelError(_missing_model_message(model)) from error
     return tokenizer, encoder.eval()
+
+
+def _missing_model_message(model: str) -> str:
+    return (
+        f"text.model '{model}' is not available offline. Either set text.model to a local "
+        f"directory holding the model and tokenizer, or fill the Hugging Face cache "
+        f"(HF_HOME, default ~/.cache/huggingface) on a machine with internet: "
+        f"python -c \"import transformers as t; t.AutoTokenizer.from_pretrained('{model}'); "
+        f"t.T5EncoderModel.from_pretrained('{model}')\""
+    )
+
+
+def check_model_available(model: str) -> None:
+    """Raise TextModelError unless the config and tokenizer of `model` load offline."""
+    try:
+        transformers.AutoConfig.from_pretrained(model, local_files_only=True)
+        transformers.AutoTokenizer.from_pretrained(model, local_files_only=True)
+    except OSError as error:
+        raise TextModelError(_missing_model_message(model)) from error
 
 
 def tokenize(

@@ -247,8 +247,8 @@ def shard_metadata(settings: VisualSettings, extractor: VisualExtractor) -> dict
         "settings": asdict(settings),
         "dim": extractor.dim,
         "preprocessing": {
-            "appearance": "short side resized (swscale bicubic), centre crop, ImageNet mean/std",
-            "motion": "short side resized (swscale bicubic), centre crop, Kinetics mean/std",
+            "appearance": "short side resized (swscale bilinear), centre crop, ImageNet mean/std",
+            "motion": "short side resized (swscale bilinear), centre crop, Kinetics mean/std",
             "sample": "first frame at or after k / fps seconds (pts); clip centred on it",
         },
         "version": __version__,

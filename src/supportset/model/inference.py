@@ -17,15 +17,15 @@ def embed_split(
     model: SupportSetModel,
     bank: FeatureBank,
     split: SplitData,
-    max_video_len: int,
+    max_video_seconds: float,
     device: torch.device,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Unit-norm embeddings of the split's videos (N_v, d) and captions (N_c, d), float32,
-    in the split's order, with the model in eval mode."""
+    """Unit-norm embeddings of the split's videos (N_v, d), each truncated to its first
+    `max_video_seconds`, and captions (N_c, d), float32, in the split's order, eval mode."""
     model.eval()
     video_sequences = [bank.videos[video_id] for video_id in split.video_ids]
     text_sequences = [bank.texts[caption_id] for caption_id in split.caption_ids]
-    videos = _embed(model.embed_videos, video_sequences, max_video_len, device)
+    videos = _embed(model.embed_videos, video_sequences, bank.steps(max_video_seconds), device)
     texts = _embed(model.embed_texts, text_sequences, NO_TRUNCATION, device)
     return videos, texts
 

@@ -25,7 +25,7 @@ class ModelConfig:
     ffn_dim: int = 2048  # feed-forward hidden width
     layers: int = 2  # transformer layers per head
     dropout: float = 0.3  # dropout in the heads (0.0 for ActivityNet)
-    pooling: str = "transformer"  # transformer | mean | max (Table 2b)
+    pooling: str = "transformer"  # video head: transformer | mean | max (Table 2b)
     input_norm: str = "none"  # none | standardize: visual features to zero mean, unit variance
 
 
@@ -45,7 +45,10 @@ class SupportSetModel(nn.Module):
         )
         self.video_norm = Standardize(video_dim)
         self.video_head = PoolingHead(MLPPreEncoder(video_dim, config.dim, config.dropout), **head)
-        self.text_head = PoolingHead(GRUPreEncoder(text_dim, config.dim, config.dropout), **head)
+        text_head = {**head, "pooling": "transformer"}  # Table 2b ablates the video side only
+        self.text_head = PoolingHead(
+            GRUPreEncoder(text_dim, config.dim, config.dropout), **text_head
+        )
 
     def embed_videos(self, features: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """(B, T, D_v), (B, T) bool -> (B, d) unit vectors."""

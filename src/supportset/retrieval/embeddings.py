@@ -233,17 +233,3 @@ def check_pair(
     uncaptioned = [video for video in videos if video not in captioned]
     if uncaptioned:
         raise ValueError(f"videos without any caption: {format_ids(uncaptioned)}")
-
-
-def read_pair(
-    videos_path: str | os.PathLike[str], captions_path: str | os.PathLike[str]
-) -> tuple[list[str], np.ndarray, list[str], list[str], np.ndarray]:
-    """Read both files of a split and ``check_pair`` them.
-
-    Returns (video ids, (N_v, D) float32, caption ids, caption video ids, (N_c, D) float32),
-    the argument order of ``metrics.evaluate_embeddings``.
-    """
-    video_ids, video_emb = read_video_embeddings(videos_path)
-    caption_ids, caption_video_ids, caption_emb = read_caption_embeddings(captions_path)
-    check_pair(video_ids, video_emb, caption_ids, caption_video_ids, caption_emb)
-    return video_ids, video_emb, caption_ids, caption_video_ids, caption_emb

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from supportset.data.manifest import read_captions, read_videos
-from supportset.features.store import read_sequences
+from supportset.features.store import read_metadata, read_sequences
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +37,22 @@ class FeatureBank:
 
     videos: dict[str, np.ndarray]
     texts: dict[str, np.ndarray]
+    fps: float = 1.0  # visual feature steps per second of video
 
     @classmethod
     def load(
         cls, visual_shards: Iterable[str | Path], text_shards: Iterable[str | Path]
     ) -> FeatureBank:
+        visual_shards = list(visual_shards)
         return cls(
             read_sequences(visual_shards, "video_id", "features"),
             read_sequences(text_shards, "caption_id", "embeddings"),
+            read_metadata(visual_shards[0]).get("settings", {}).get("fps", 1.0),
         )
+
+    def steps(self, seconds: float) -> int:
+        """Feature steps that cover `seconds` of video (at least one)."""
+        return max(1, round(seconds * self.fps))
 
     @property
     def video_dim(self) -> int:
@@ -60,21 +67,27 @@ class FeatureBank:
     ) -> SplitData:
         """The usable ids of `split`, in manifest order; logs what is missing."""
         listed = [v["video_id"] for v in read_videos(videos_manifest) if v["split"] == split]
-        video_ids = [video_id for video_id in listed if video_id in self.videos]
-        usable = set(video_ids)
+        with_features = {video_id for video_id in listed if video_id in self.videos}
         captions = [c for c in read_captions(captions_manifest) if c["split"] == split]
-        kept = [c for c in captions if c["video_id"] in usable and c["caption_id"] in self.texts]
+        kept = [
+            c for c in captions if c["video_id"] in with_features and c["caption_id"] in self.texts
+        ]
+        captioned = {caption["video_id"] for caption in kept}
+        video_ids = [video_id for video_id in listed if video_id in captioned]
         if len(video_ids) < len(listed) or len(kept) < len(captions):
             log.warning(
-                "%s: %d of %d videos have no features (rejected); %d of %d captions left out",
+                "%s: %d of %d videos left out (%d without features, i.e. rejected; %d without "
+                "a caption with token states); %d of %d captions left out",
                 split,
                 len(listed) - len(video_ids),
                 len(listed),
+                len(listed) - len(with_features),
+                len(with_features) - len(video_ids),
                 len(captions) - len(kept),
                 len(captions),
             )
         if not video_ids:
-            raise ValueError(f"split '{split}' has no video with features")
+            raise ValueError(f"split '{split}' has no video with features and captions")
         captions_of_video: dict[str, list[str]] = {video_id: [] for video_id in video_ids}
         for caption in kept:
             captions_of_video[caption["video_id"]].append(caption["caption_id"])

@@ -48,7 +48,7 @@ class TrainConfig:
     grad_clip: float = 0.2  # gradient norm clipping
     epochs: int = 20  # passes over the training videos
     margin: float = 0.2  # triplet margin alpha
-    max_video_seconds: int = 32  # feature steps kept per video
+    max_video_seconds: int = 32  # seconds of each video kept (its first ones)
     seed: int = 0  # initialisation, order and caption sampling
 
 
@@ -67,7 +67,7 @@ def train(
     model = SupportSetModel(model_config, bank.video_dim, bank.text_dim)
     if model_config.input_norm == "standardize":
         model.video_norm.fit(
-            bank.videos[v][: config.max_video_seconds] for v in train_split.video_ids
+            bank.videos[v][: bank.steps(config.max_video_seconds)] for v in train_split.video_ids
         )
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -107,10 +107,14 @@ def train(
 
 
 def validate(
-    model: SupportSetModel, bank: FeatureBank, split: SplitData, max_len: int, device: torch.device
+    model: SupportSetModel,
+    bank: FeatureBank,
+    split: SplitData,
+    max_video_seconds: float,
+    device: torch.device,
 ) -> dict:
     """Text-to-video R@1, R@5, R@10 and their sum on `split`."""
-    video_emb, caption_emb = embed_split(model, bank, split, max_len, device)
+    video_emb, caption_emb = embed_split(model, bank, split, max_video_seconds, device)
     metrics = evaluate_embeddings(
         split.video_ids, video_emb, split.caption_ids, split.caption_video_ids, caption_emb
     )["t2v"]
@@ -162,7 +166,8 @@ def _epoch_batches(split: SplitData, batch_size: int, rng: np.random.Generator) 
 
 def _train_step(model, optimizer, loss_fn, bank, split, video_ids, config, rng, device) -> float:
     caption_ids = [rng.choice(split.captions_of_video[video_id]) for video_id in video_ids]
-    video, video_valid = pad_batch([bank.videos[v] for v in video_ids], config.max_video_seconds)
+    max_steps = bank.steps(config.max_video_seconds)
+    video, video_valid = pad_batch([bank.videos[v] for v in video_ids], max_steps)
     text, text_valid = pad_batch([bank.texts[c] for c in caption_ids], 1 << 30)
     video_emb, text_emb = model(
         video.to(device), video_valid.to(device), text.to(device), text_valid.to(device)

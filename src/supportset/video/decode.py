@@ -134,7 +134,9 @@ def display_size(frame: av.VideoFrame) -> tuple[int, int]:
 def to_rgb(frame: av.VideoFrame, short_side: int, crop: int) -> np.ndarray:
     """RGB uint8 (crop, crop, 3) as displayed: rotated, short side resized, centre-cropped.
 
-    The resize happens in FFmpeg's swscale (bicubic) on the stored frame, before rotation.
+    The resize happens in FFmpeg's swscale on the stored frame, before rotation, with its
+    bilinear filter (whose support widens when downscaling, so it is antialiased like
+    torchvision's Resize(antialias=True) in the weights' own preprocessing).
     """
     width, height = display_size(frame)
     scale = short_side / min(width, height)
@@ -142,7 +144,9 @@ def to_rgb(frame: av.VideoFrame, short_side: int, crop: int) -> np.ndarray:
     out_height = max(crop, round(height * scale))
     turns = quarter_turns(frame)
     stored = (out_height, out_width) if turns % 2 else (out_width, out_height)
-    rgb = frame.to_ndarray(format="rgb24", width=stored[0], height=stored[1])
+    rgb = frame.to_ndarray(
+        format="rgb24", width=stored[0], height=stored[1], interpolation="BILINEAR"
+    )
     rgb = np.rot90(rgb, k=turns) if turns else rgb
     top, left = (out_height - crop) // 2, (out_width - crop) // 2
     return np.ascontiguousarray(rgb[top : top + crop, left : left + crop])

@@ -1,0 +1,62 @@
+import os
+import stat
+
+import pytest
+
+from supportset.data.manifest import ManifestError, read_captions, read_videos, safe_video_path
+from supportset.data.prepare import prepare
+from supportset.io import atomic_path
+
+
+def write_csvs(root, videos, captions):
+    (root / "videos.csv").write_text("video_id,file,split\n" + "".join(f"{r}\n" for r in videos))
+    (root / "captions.csv").write_text(
+        "caption_id,video_id,text\n" + "".join(f"{r}\n" for r in captions)
+    )
+
+
+def test_manifest_adapter_writes_both_tables(tmp_path):
+    write_csvs(
+        tmp_path, ["v1,clips/v1.mp4,train", "v2,v2.mp4,test"], ["c1,v1,a dog", "c2,v2,a cat"]
+    )
+    assert prepare("manifest", tmp_path, tmp_path / "out") == (2, 2)
+    videos = read_videos(tmp_path / "out" / "videos.parquet")
+    assert videos[0] == {"video_id": "v1", "path": str(tmp_path / "clips/v1.mp4"), "split": "train"}
+    captions = read_captions(tmp_path / "out" / "captions.parquet")
+    assert [c["split"] for c in captions] == ["train", "test"]
+
+
+@pytest.mark.parametrize(
+    ("videos", "captions", "message"),
+    [
+        (["v1,a.mp4,train", "v1,b.mp4,train"], ["c1,v1,x"], "duplicate video_id: v1"),
+        (["v1,a.mp4,train"], ["c1,v1,x", "c1,v1,y"], "duplicate caption_id: c1"),
+        (["v1,a.mp4,train"], ["c1,v9,x"], "unknown videos: v9"),
+        (["v1,../outside.mp4,train"], ["c1,v1,x"], "escapes the dataset folder"),
+        (["v1,/etc/passwd,train"], ["c1,v1,x"], "escapes the dataset folder"),
+    ],
+)
+def test_bad_annotations_are_clear_errors(tmp_path, videos, captions, message):
+    write_csvs(tmp_path, videos, captions)
+    with pytest.raises(ManifestError, match=message):
+        prepare("manifest", tmp_path, tmp_path / "out")
+    assert not (tmp_path / "out" / "videos.parquet").exists()
+
+
+def test_symlinked_folders_inside_the_dataset_are_allowed(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "data").mkdir()
+    os.symlink(tmp_path / "elsewhere", tmp_path / "data" / "videos")
+    assert safe_video_path(tmp_path / "data", "videos/a.mp4") == tmp_path / "data/videos/a.mp4"
+
+
+def test_empty_root_names_the_key(tmp_path):
+    with pytest.raises(ValueError, match=r"datasets\.<name>\.root"):
+        prepare("manifest", "", tmp_path)
+
+
+def test_atomic_outputs_are_readable_by_others(tmp_path):
+    with atomic_path(tmp_path / "table.csv") as temporary:
+        temporary.write_text("x\n")
+    mode = stat.S_IMODE((tmp_path / "table.csv").stat().st_mode)
+    assert mode & stat.S_IROTH
