@@ -49,3 +49,15 @@ def test_rejects_table(tmp_path):
     path = tmp_path / "r.parquet"
     write_rejects(path, [("v1", "no such file")])
     assert pq.read_table(path).to_pylist() == [{"video_id": "v1", "reason": "no such file"}]
+
+
+def test_values_beyond_float16_are_refused_naming_the_video(tmp_path):
+    huge = np.full((2, 4), 1e6, np.float32)
+    with pytest.raises(ValueError, match=r"v7: features reach 1e\+06, beyond float16"):
+        write_visual_shard(tmp_path / "s.parquet", ["v7"], [np.zeros(2)], [huge], 4, "float16", {})
+    assert not (tmp_path / "s.parquet").exists()
+    write_visual_shard(tmp_path / "s.parquet", ["v7"], [np.zeros(2)], [huge], 4, "float32", {})
+    with pytest.raises(ValueError, match="NaN or inf"):
+        write_visual_shard(
+            tmp_path / "n.h5", ["v8"], [np.zeros(1)], [np.full((1, 4), np.nan)], 4, "float32", {}
+        )

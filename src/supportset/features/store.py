@@ -23,6 +23,19 @@ METADATA_KEY = b"supportset"
 REJECTS_SCHEMA = pa.schema([("video_id", pa.string()), ("reason", pa.string())])
 
 
+def check_storable(row_id: str, values: np.ndarray, dtype: str) -> None:
+    """Refuse values that are not finite, or that overflow `dtype` (float16 tops at 65504)."""
+    if not np.isfinite(values).all():
+        raise ValueError(f"{row_id}: features contain NaN or inf")
+    with np.errstate(over="ignore"):
+        overflows = not np.isfinite(values.astype(dtype)).all()
+    if overflows:
+        raise ValueError(
+            f"{row_id}: features reach {np.abs(values).max():.3g}, beyond {dtype}; "
+            "store them as float32 (features.dtype / text.dtype)"
+        )
+
+
 def sequence_array(sequences: list[np.ndarray], dim: int, dtype: str) -> pa.ListArray:
     """Arrow list<fixed_size_list<dtype, dim>> from arrays of shape (T_i, dim)."""
     lengths = np.array([len(sequence) for sequence in sequences], dtype=np.int32)
@@ -68,6 +81,7 @@ class VisualShardWriter:
         """Append one video: timestamps (T,) seconds, features (T, dim)."""
         if features.shape != (len(timestamps), self.dim):
             raise ValueError(f"{video_id}: features {features.shape} for {len(timestamps)} steps")
+        check_storable(video_id, features, self.dtype)
         self.rows.append((video_id, timestamps, features))
         if len(self.rows) >= self.rows_per_group:
             self._flush()
@@ -188,6 +202,8 @@ def write_text_shard(
     metadata: dict,
 ) -> None:
     """Write one text shard atomically; embeddings[i] has shape (len(token_ids[i]), dim)."""
+    for caption_id, values in zip(caption_ids, embeddings, strict=True):
+        check_storable(caption_id, values, dtype)
     table = pa.table(
         {
             "caption_id": pa.array(caption_ids, pa.string()),

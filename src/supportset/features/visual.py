@@ -219,25 +219,35 @@ def extract_shard(
     videos = shard_videos(read_videos(manifest), shard, settings.shards)
     extractor = VisualExtractor(settings, pick_device())
     metadata = shard_metadata(settings, extractor)
-    pool = DecodePool([v["path"] for v in videos], sampling_spec(settings), workers,
-                      settings.decode_timeout)  # fmt: skip
     with VisualShardWriter(out, extractor.dim, settings.dtype, metadata) as writer:
-        assembly = ShardAssembly(videos, writer)
-        queue = SampleQueue()
-        for event in pool.events():
-            if event.kind == "chunk":
-                assembly.add_samples(event.index, event.chunk)
-                queue.add(event.index, event.chunk)
-            elif event.kind == "done":
-                assembly.finish(event.index)
-            else:
-                _handle_reject(assembly, event.index, event.reason, settings.on_error)
-            while len(queue) >= settings.batch_size:
-                assembly.add_features(*_run(extractor, queue, settings.batch_size))
-        while len(queue):
-            assembly.add_features(*_run(extractor, queue, settings.batch_size))
+        assembly = extract_videos(videos, extractor, writer, workers)
     write_rejects(rejects, assembly.reject_rows())
     return assembly.written, len(assembly.rejects)
+
+
+def extract_videos(
+    videos: list[dict], extractor: VisualExtractor, writer: VisualShardWriter, workers: int
+) -> ShardAssembly:
+    """Decode `videos` in worker processes, run the CNNs on mixed batches and write every
+    complete video to `writer` in manifest order; the returned assembly holds the rejects."""
+    settings = extractor.settings
+    pool = DecodePool([v["path"] for v in videos], sampling_spec(settings), workers,
+                      settings.decode_timeout)  # fmt: skip
+    assembly = ShardAssembly(videos, writer)
+    queue = SampleQueue()
+    for event in pool.events():
+        if event.kind == "chunk":
+            assembly.add_samples(event.index, event.chunk)
+            queue.add(event.index, event.chunk)
+        elif event.kind == "done":
+            assembly.finish(event.index)
+        else:
+            _handle_reject(assembly, event.index, event.reason, settings.on_error)
+        while len(queue) >= settings.batch_size:
+            assembly.add_features(*_run(extractor, queue, settings.batch_size))
+    while len(queue):
+        assembly.add_features(*_run(extractor, queue, settings.batch_size))
+    return assembly
 
 
 def shard_metadata(settings: VisualSettings, extractor: VisualExtractor) -> dict:

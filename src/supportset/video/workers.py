@@ -2,14 +2,18 @@
 
 A segfault or a hang inside FFmpeg costs one video, not the job: the pool reports it as
 an error event and goes on. Workers come from a forkserver that imports only PyAV and
-NumPy, so they never inherit the parent's torch threads or models. The parent reads
-events lazily: while it is busy with the CNNs, workers block on their pipes (so memory
-stays bounded), and that waiting does not count towards their timeout.
+NumPy, so they never inherit the parent's torch threads or models (multiprocessing does
+import the parent's main module in each worker: keep a calling script's top level light).
+Workers run at the lowest CPU priority, so that decoding fills the time the CNNs leave
+idle instead of stalling their threads. The parent reads events lazily: while it is busy
+with the CNNs, workers block on their pipes (so memory stays bounded), and that waiting
+does not count towards their timeout.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,6 +38,7 @@ class DecodeEvent:
 
 def decode_to_pipe(path: str, spec: SamplingSpec, connection: Connection) -> None:
     """Worker body: send ("chunk", SampleChunk)..., then ("done",) or ("error", reason)."""
+    os.nice(19)
     try:
         for chunk in stream_samples(path, spec):
             connection.send(("chunk", chunk))
