@@ -127,7 +127,7 @@ def bench_pipeline(work: Path, workers: int) -> dict:
     ]  # fmt: skip
     import torch
 
-    from supportset.features.store import VisualShardWriter
+    from supportset.features.store import ShardWriter, visual_schema
     from supportset.features.visual import VisualExtractor, extract_videos
 
     settings = visual_settings(PRODUCTION)
@@ -144,7 +144,8 @@ def bench_pipeline(work: Path, workers: int) -> dict:
         extractor(frames, clips)
     cnn_rate = repeats * settings.batch_size / (time.perf_counter() - started)
     started = time.perf_counter()
-    with VisualShardWriter(work / "pipeline.parquet", extractor.dim, settings.dtype, {}) as writer:
+    schema = visual_schema(extractor.dim, settings.dtype)
+    with ShardWriter(work / "pipeline.parquet", schema, {}) as writer:
         assembly = extract_videos(videos, extractor, writer, workers)
     elapsed = time.perf_counter() - started
     samples = sum(

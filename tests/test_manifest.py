@@ -60,3 +60,12 @@ def test_atomic_outputs_are_readable_by_others(tmp_path):
         temporary.write_text("x\n")
     mode = stat.S_IMODE((tmp_path / "table.csv").stat().st_mode)
     assert mode & stat.S_IROTH
+
+
+def test_non_utf8_annotations_name_the_line(tmp_path):
+    (tmp_path / "videos.csv").write_text("video_id,file,split\nv1,v1.mp4,train\n")
+    (tmp_path / "captions.csv").write_bytes(
+        b"caption_id,video_id,text\nc1,v1,a dog\nc2,v1,un caf\xe9 latin-1\n"
+    )
+    with pytest.raises(ManifestError, match=r"not UTF-8 text: byte b'\\xe9' on line 3"):
+        prepare("manifest", tmp_path, tmp_path / "out")

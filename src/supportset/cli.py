@@ -125,7 +125,8 @@ def _embed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", type=int, required=True)
     p.add_argument("--settings", required=True, help="JSON of the text section")
     p.add_argument("--model-dir", default=None, help="built model folder (text.model 'tiny')")
-    p.add_argument("--out", required=True, help="shard .parquet")
+    p.add_argument("--out", required=True, help="shard .parquet or .h5")
+    p.add_argument("--rejects", required=True, help="rejects .parquet (empty captions)")
 
 
 def embed_text(args: argparse.Namespace) -> None:
@@ -134,7 +135,10 @@ def embed_text(args: argparse.Namespace) -> None:
     from supportset.settings import from_json
 
     settings = from_json(TextSettings, args.settings)
-    embed_shard(args.manifest, args.shard, settings, args.model_dir, args.out)
+    written, rejected = embed_shard(
+        args.manifest, args.shard, settings, args.model_dir, args.out, args.rejects
+    )
+    log.info("shard %d: %d captions written, %d rejected", args.shard, written, rejected)
 
 
 def _features_args(p: argparse.ArgumentParser) -> None:

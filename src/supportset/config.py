@@ -50,11 +50,12 @@ def check_cross_references(config: dict, schema: dict) -> None:
                 f"config key 'datasets.{name}.root': a generated demo corpus lives in "
                 f"resources/{name}"
             )
-        if "format" in dataset.get("overrides", {}).get("features", {}):
-            raise ConfigError(
-                f"config key 'datasets.{name}.overrides.features.format': the shard format "
-                "is set once for all datasets (features.format)"
-            )
+        for section in ("features", "text"):
+            if "format" in dataset.get("overrides", {}).get(section, {}):
+                raise ConfigError(
+                    f"config key 'datasets.{name}.overrides.{section}.format': the shard "
+                    f"format is set once for all datasets ({section}.format)"
+                )
     for name, experiment in config.get("experiments", {}).items():
         _check_overrides(experiment.get("overrides", {}), f"experiments.{name}", schema)
     for name, table in config.get("tables", {}).items():

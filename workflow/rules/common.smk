@@ -9,7 +9,9 @@ from supportset.config import check_cross_references, load_schema, section_setti
 from supportset.preflight import check_offline_weights
 
 # One shard format per run (file names depend on it); datasets cannot override it.
-VISUAL_SUFFIX = {"parquet": "parquet", "hdf5": "h5"}[config["features"]["format"]]
+SUFFIXES = {"parquet": "parquet", "hdf5": "h5"}
+VISUAL_SUFFIX = SUFFIXES[config["features"]["format"]]
+TEXT_SUFFIX = SUFFIXES[config["text"]["format"]]
 
 check_cross_references(config, load_schema(workflow.source_path("../schemas/config.schema.yaml")))
 
@@ -88,9 +90,10 @@ def visual_shards(wildcards):
 def text_shards(wildcards):
     count = settings("text", wildcards.dataset)["shards"]
     return expand(
-        "results/{dataset}/features/text/{shard}.parquet",
+        "results/{dataset}/features/text/{shard}.{suffix}",
         dataset=wildcards.dataset,
         shard=shard_names(count),
+        suffix=TEXT_SUFFIX,
     )
 
 

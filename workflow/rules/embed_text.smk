@@ -21,7 +21,8 @@ rule embed_text:
         unpack(text_model_input),
         captions="results/{dataset}/manifest/captions.parquet",
     output:
-        shard="results/{dataset}/features/text/{shard}.parquet",
+        shard=f"results/{{dataset}}/features/text/{{shard}}.{TEXT_SUFFIX}",
+        rejects="results/{dataset}/features/text/{shard}.rejects.parquet",
     params:
         settings=settings_json("text"),
         shard=lambda wildcards: int(wildcards.shard),
@@ -39,4 +40,4 @@ rule embed_text:
     shell:
         "supportset --threads {threads} embed-text --manifest {input.captions}"
         " --shard {params.shard} --settings {params.settings:q} {params.model_option}"
-        " --out {output.shard} > {log} 2>&1"
+        " --out {output.shard} --rejects {output.rejects} > {log} 2>&1"

@@ -8,6 +8,7 @@ Models load from the Hugging Face cache or a local directory only, never the net
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ import transformers
 
 from supportset import __version__
 from supportset.data.manifest import read_captions
-from supportset.features.store import write_text_shard
+from supportset.features.store import ShardWriter, text_schema, write_rejects
 from supportset.torch_utils import autocast, pick_device
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class TextSettings:
     model: str = "t5-base"  # HF cache name, local directory, or "tiny"
     max_tokens: int = 100  # truncation, </s> included
     dtype: str = "float16"  # storage type of the token states
+    format: str = "parquet"  # parquet | hdf5
     batch_size: int = 64  # captions per forward pass
     shards: int = 1  # independent jobs
     tiny: TinyT5Settings = field(default_factory=TinyT5Settings)
@@ -77,12 +79,17 @@ def check_model_available(model: str) -> None:
         raise TextModelError(_missing_model_message(model)) from error
 
 
-def tokenize(
-    tokenizer: transformers.PreTrainedTokenizerBase, texts: list[str], max_tokens: int
-) -> list[np.ndarray]:
-    """Token ids per text, (L_i,) int64, truncated to `max_tokens` (</s> kept last)."""
-    encoded = tokenizer(texts, truncation=True, max_length=max_tokens)
+def tokenize(tokenizer: transformers.PreTrainedTokenizerBase, texts: list[str]) -> list[np.ndarray]:
+    """Token ids per text, (L_i,) int64, ending in </s>, not truncated."""
+    encoded = tokenizer(texts, truncation=False, verbose=False)
     return [np.array(ids, dtype=np.int64) for ids in encoded["input_ids"]]
+
+
+def truncate(token_ids: np.ndarray, max_tokens: int) -> np.ndarray:
+    """The first max_tokens - 1 tokens and the final </s>, as T5's tokenizer truncates."""
+    if len(token_ids) <= max_tokens:
+        return token_ids
+    return np.concatenate([token_ids[: max_tokens - 1], token_ids[-1:]])
 
 
 def length_batches(lengths: list[int], batch_size: int) -> list[np.ndarray]:
@@ -116,35 +123,64 @@ def encode(
 
 
 def embed_shard(
-    manifest: str | Path, shard: int, settings: TextSettings, model_dir: str | None, out: str | Path
-) -> int:
-    """Embed the captions of one shard (every shards-th caption); return their count.
+    manifest: str | Path,
+    shard: int,
+    settings: TextSettings,
+    model_dir: str | None,
+    out: str | Path,
+    rejects: str | Path,
+) -> tuple[int, int]:
+    """Embed the captions of one shard (every shards-th caption); return (written, rejected).
 
     `model_dir` replaces `settings.model` when the model was built by the pipeline ('tiny').
+    Empty and whitespace-only captions go to the rejects table; longer captions than
+    `max_tokens` are truncated (their full length is kept in the n_tokens column).
     """
     captions = read_captions(manifest)[shard :: settings.shards]
+    usable = [caption for caption in captions if caption["text"].strip()]
+    rejected = [
+        (c["caption_id"], "empty or whitespace-only text")
+        for c in captions
+        if not c["text"].strip()
+    ]
     model = model_dir or settings.model
     tokenizer, encoder = load_t5(model)
     encoder.to(pick_device())
-    texts = [caption["text"] for caption in captions]
-    token_ids = tokenize(tokenizer, texts, settings.max_tokens)
+    full_ids = tokenize(tokenizer, [caption["text"] for caption in usable])
+    token_ids = [truncate(ids, settings.max_tokens) for ids in full_ids]
     states = encode(encoder, token_ids, settings.batch_size, tokenizer.pad_token_id)
+    truncated = sum(len(ids) > settings.max_tokens for ids in full_ids)
     metadata = {
         "stage": "embed_text",
         "model": model,
+        "revision": model_revision(model, encoder.config),
         "settings": asdict(settings),
         "dim": encoder.config.d_model,
+        "truncated_captions": truncated,
         "version": __version__,
     }
-    write_text_shard(
-        out,
-        [caption["caption_id"] for caption in captions],
-        [caption["video_id"] for caption in captions],
-        token_ids,
-        states,
-        encoder.config.d_model,
-        settings.dtype,
-        metadata,
-    )
-    log.info("embedded %d captions with %s", len(captions), model)
-    return len(captions)
+    schema = text_schema(encoder.config.d_model, settings.dtype)
+    with ShardWriter(out, schema, metadata) as writer:
+        for caption, ids, full, values in zip(usable, token_ids, full_ids, states, strict=True):
+            writer.write((caption["caption_id"], caption["video_id"]), (ids, values), (len(full),))
+    write_rejects(rejects, "caption_id", rejected)
+    log.info(
+        "embedded %d captions with %s (%d truncated to %d tokens), rejected %d",
+        len(usable), model, truncated, settings.max_tokens, len(rejected),
+    )  # fmt: skip
+    return len(usable), len(rejected)
+
+
+def model_revision(model: str, config: transformers.PretrainedConfig) -> str:
+    """The Hugging Face commit of a cached model, or sha256 of a local folder's weights."""
+    commit = getattr(config, "_commit_hash", None)
+    if commit:
+        return commit
+    digest = hashlib.sha256()
+    for path in sorted(Path(model).glob("*")):
+        if path.suffix in (".safetensors", ".bin", ".json", ".model"):
+            digest.update(path.name.encode())
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    return f"sha256:{digest.hexdigest()}"

@@ -24,7 +24,7 @@ import torch
 from supportset import __version__
 from supportset.data.manifest import read_videos
 from supportset.features import backbones
-from supportset.features.store import VisualShardWriter, write_rejects
+from supportset.features.store import ShardWriter, visual_schema, write_rejects
 from supportset.torch_utils import autocast, pick_device
 from supportset.video.sampling import SampleChunk, SamplingSpec
 from supportset.video.workers import DecodePool
@@ -122,7 +122,7 @@ class SampleQueue:
 class ShardAssembly:
     """Per-video timestamps and features, written in manifest order once complete."""
 
-    def __init__(self, videos: list[dict], writer: VisualShardWriter) -> None:
+    def __init__(self, videos: list[dict], writer: ShardWriter) -> None:
         self.videos = videos
         self.writer = writer
         self.timestamps: dict[int, list[float]] = {i: [] for i in range(len(videos))}
@@ -162,9 +162,8 @@ class ShardAssembly:
                 pass
             elif index in self.decoded and len(self.features[index]) == len(self.timestamps[index]):
                 self.writer.write(
-                    self.videos[index]["video_id"],
-                    np.array(self.timestamps[index]),
-                    np.stack(self.features[index]),
+                    (self.videos[index]["video_id"],),
+                    (np.array(self.timestamps[index]), np.stack(self.features[index])),
                 )
                 self.written += 1
             else:
@@ -219,14 +218,15 @@ def extract_shard(
     videos = shard_videos(read_videos(manifest), shard, settings.shards)
     extractor = VisualExtractor(settings, pick_device())
     metadata = shard_metadata(settings, extractor)
-    with VisualShardWriter(out, extractor.dim, settings.dtype, metadata) as writer:
+    schema = visual_schema(extractor.dim, settings.dtype)
+    with ShardWriter(out, schema, metadata) as writer:
         assembly = extract_videos(videos, extractor, writer, workers)
-    write_rejects(rejects, assembly.reject_rows())
+    write_rejects(rejects, "video_id", assembly.reject_rows())
     return assembly.written, len(assembly.rejects)
 
 
 def extract_videos(
-    videos: list[dict], extractor: VisualExtractor, writer: VisualShardWriter, workers: int
+    videos: list[dict], extractor: VisualExtractor, writer: ShardWriter, workers: int
 ) -> ShardAssembly:
     """Decode `videos` in worker processes, run the CNNs on mixed batches and write every
     complete video to `writer` in manifest order; the returned assembly holds the rejects."""

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 from supportset.data.manifest import ManifestError, safe_video_path
@@ -35,9 +36,17 @@ def read(root: Path) -> tuple[list[dict], list[dict]]:
 
 
 def _read_csv(path: Path, columns: tuple[str, ...]) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [column for column in columns if column not in (reader.fieldnames or [])]
-        if missing:
-            raise ManifestError(f"{path}: missing column(s) {', '.join(missing)}")
-        return list(reader)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ManifestError(
+            f"{path}: not UTF-8 text: byte {data[error.start : error.start + 1]!r} on line "
+            f"{line}; convert the file to UTF-8"
+        ) from error
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    missing = [column for column in columns if column not in (reader.fieldnames or [])]
+    if missing:
+        raise ManifestError(f"{path}: missing column(s) {', '.join(missing)}")
+    return list(reader)
