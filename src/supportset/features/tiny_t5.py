@@ -1,6 +1,11 @@
-"""A small T5 built offline: a Unigram tokenizer trained on the given captions and a
-randomly initialised T5ForConditionalGeneration (encoder for embed_text, decoder for
+"""A small T5 built offline: a tokenizer trained on the given captions and a randomly
+initialised T5ForConditionalGeneration (encoder for embed_text, decoder for
 cross-captioning). For the demo and tests only; its states carry no pre-trained meaning.
+
+The tokenizer is SentencePiece-like (Metaspace pre-tokenizer, pad/eos/unk = 0/1/2, </s>
+appended) but BPE rather than T5's Unigram: the Unigram trainer of `tokenizers` falls back
+to single characters on corpora as small as the demo's, while BPE learns whole words, so
+caption lengths in tokens stay close to what t5-base gives (about one token per word).
 """
 
 from __future__ import annotations
@@ -26,13 +31,13 @@ PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
 
 
 def train_tokenizer(texts: list[str], vocab_size: int) -> transformers.PreTrainedTokenizerFast:
-    """A T5-style tokenizer (Unigram pieces, ids 0/1/2 = pad/eos/unk, </s> appended)."""
-    tokenizer = Tokenizer(models.Unigram())
+    """A T5-style tokenizer (BPE pieces, ids 0/1/2 = pad/eos/unk, </s> appended)."""
+    tokenizer = Tokenizer(models.BPE(unk_token=UNK))
     tokenizer.normalizer = normalizers.NFKC()
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
     tokenizer.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size, special_tokens=[PAD, EOS, UNK], unk_token=UNK, show_progress=False
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=[PAD, EOS, UNK], show_progress=False
     )
     tokenizer.train_from_iterator(texts, trainer)
     tokenizer.post_processor = processors.TemplateProcessing(
