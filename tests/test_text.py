@@ -103,3 +103,17 @@ def test_missing_model_names_hf_home(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(TextModelError, match="HF_HOME"):
         load_t5("t5-base")
+
+
+def test_preflight_stops_on_a_missing_text_model(tmp_path, monkeypatch):
+    from supportset.preflight import check_offline_weights
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    features = {
+        "appearance": {"arch": "resnet18", "weights": "random"},
+        "motion": {"arch": "r2plus1d_10", "weights": "random"},
+    }
+    check_offline_weights(features, {"model": "tiny"})
+    with pytest.raises(TextModelError, match=r"local directory.*HF_HOME"):
+        check_offline_weights(features, {"model": "t5-base"})
