@@ -9,7 +9,7 @@ from supportset.train.data import FeatureBank, SplitData, pad_batch
 from supportset.train.loop import TrainConfig, load_model, train, validate
 
 MODEL = ModelConfig(dim=32, heads=2, ffn_dim=64, layers=1, dropout=0.0, input_norm="standardize")
-TRAINING = TrainConfig(batch_size=16, lr=3e-3, epochs=12, max_video_seconds=6)
+TRAINING = TrainConfig(batch_size=16, lr=3e-3, epochs=12, max_video_seconds=6, captioning="none")
 
 
 def synthetic_bank(num_videos: int = 64, seed: int = 0) -> tuple[FeatureBank, SplitData, SplitData]:
@@ -18,7 +18,7 @@ def synthetic_bank(num_videos: int = 64, seed: int = 0) -> tuple[FeatureBank, Sp
     rng = np.random.default_rng(seed)
     video_patterns = rng.normal(size=(8, 12))
     token_patterns = rng.normal(size=(8, 10))
-    videos, texts = {}, {}
+    videos, texts, token_ids = {}, {}, {}
     for index in range(num_videos):
         label = index % 8
         steps = rng.integers(2, 8)
@@ -30,7 +30,8 @@ def synthetic_bank(num_videos: int = 64, seed: int = 0) -> tuple[FeatureBank, Sp
             texts[f"v{index}_{k}"] = (
                 token_patterns[label] + 0.3 * rng.normal(size=(length, 10))
             ).astype(np.float32)
-    bank = FeatureBank(videos, texts)
+            token_ids[f"v{index}_{k}"] = np.array([3 + label] * (length - 1) + [1])
+    bank = FeatureBank(videos, texts, token_ids)
 
     def split(ids):
         captions = [f"{v}_{k}" for v in ids for k in range(2)]
@@ -90,3 +91,62 @@ def test_training_is_repeatable(tmp_path):
             [line.rsplit(",", 1)[0] for line in (tmp_path / f"{run}.csv").read_text().splitlines()]
         )
     assert logs[0] == logs[1]  # everything but the wall-clock seconds column
+
+
+def test_training_with_cross_captioning_logs_both_losses(tmp_path):
+    import transformers
+
+    config = transformers.T5Config(
+        vocab_size=16, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
+        decoder_start_token_id=0, pad_token_id=0,
+    )  # fmt: skip
+    transformers.T5ForConditionalGeneration(config).save_pretrained(tmp_path / "t5")
+    bank, train_split, val_split = synthetic_bank()
+    short = TrainConfig(**{**TRAINING.__dict__, "epochs": 2, "captioning": "cross"})
+    train(bank, train_split, val_split, MODEL, short, tmp_path / "m.pt", tmp_path / "l.csv",
+          text_model=str(tmp_path / "t5"))  # fmt: skip
+    with open(tmp_path / "l.csv", newline="") as handle:
+        steps = [row for row in csv.DictReader(handle) if row["kind"] == "train"]
+    assert all(float(row["caption"]) > 0 for row in steps)
+    for row in steps:
+        total = float(row["contrast"]) + 10.0 * float(row["caption"])
+        assert float(row["loss"]) == pytest.approx(total, rel=1e-5)
+    assert load_model(tmp_path / "m.pt", torch.device("cpu")) is not None
+
+
+def test_captioning_without_a_text_model_is_a_clear_error(tmp_path):
+    bank, train_split, val_split = synthetic_bank()
+    cross = TrainConfig(**{**TRAINING.__dict__, "captioning": "cross"})
+    with pytest.raises(ValueError, match="captioning needs the T5 model"):
+        train(bank, train_split, val_split, MODEL, cross, tmp_path / "m.pt", tmp_path / "l.csv")
+
+
+def test_resumed_run_reaches_the_same_result_as_an_uninterrupted_one(tmp_path):
+    bank, train_split, val_split = synthetic_bank()
+    four = TrainConfig(**{**TRAINING.__dict__, "epochs": 4})
+    two = TrainConfig(**{**TRAINING.__dict__, "epochs": 2})
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    whole.mkdir(), killed.mkdir()
+    train(bank, train_split, val_split, MODEL, four, whole / "m.pt", whole / "l.csv")
+    train(bank, train_split, val_split, MODEL, two, killed / "m.pt", killed / "l.csv")
+    (killed / "m.pt").unlink()  # what a killed job leaves: the state of its last epoch
+    train(bank, train_split, val_split, MODEL, four, killed / "m.pt", killed / "l.csv")
+    for name, value in torch.load(whole / "m.pt", weights_only=True)["model"].items():
+        assert torch.equal(value, torch.load(killed / "m.pt", weights_only=True)["model"][name])
+
+    def without_seconds(path):
+        return [line.rsplit(",", 1)[0] for line in path.read_text().splitlines()]
+
+    assert without_seconds(whole / "l.csv") == without_seconds(killed / "l.csv")
+
+
+def test_changed_settings_start_afresh(tmp_path):
+    bank, train_split, val_split = synthetic_bank()
+    two = TrainConfig(**{**TRAINING.__dict__, "epochs": 2})
+    train(bank, train_split, val_split, MODEL, two, tmp_path / "m.pt", tmp_path / "l.csv")
+    first = (tmp_path / "l.csv").read_text().splitlines()
+    other = TrainConfig(**{**two.__dict__, "lr": 1e-4, "epochs": 3})
+    train(bank, train_split, val_split, MODEL, other, tmp_path / "m.pt", tmp_path / "l.csv")
+    second = (tmp_path / "l.csv").read_text().splitlines()
+    assert second[2].split(",")[3] != first[2].split(",")[3]  # step 2 loss: trained afresh
+    assert [row.split(",")[0] for row in second[1:] if ",val," in row] == ["1", "2", "3"]

@@ -152,6 +152,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     _features_args(p)
     p.add_argument("--model-settings", required=True, help="JSON of the model section")
     p.add_argument("--training-settings", required=True, help="JSON of the training section")
+    p.add_argument("--text-model", default=None, help="T5 name or folder: the caption decoder")
     p.add_argument("--out-model", required=True)
     p.add_argument("--out-log", required=True)
 
@@ -173,6 +174,7 @@ def train(args: argparse.Namespace) -> None:
         from_json(TrainConfig, args.training_settings),
         args.out_model,
         args.out_log,
+        args.text_model,
     )
     log.info("best epoch %d: val %s", best["epoch"], json.dumps(best))
 

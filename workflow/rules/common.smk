@@ -104,6 +104,13 @@ def text_model_input(wildcards):
     return {}
 
 
+def text_model_argument(wildcards, input):
+    """The T5 the caption decoder comes from: the built folder, or text.model."""
+    if hasattr(input, "model_dir"):
+        return input.model_dir
+    return settings("text", wildcards.dataset)["model"]
+
+
 def text_model_option(wildcards, input):
     return f"--model-dir {input.model_dir}" if hasattr(input, "model_dir") else ""
 

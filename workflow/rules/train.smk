@@ -1,5 +1,6 @@
 rule train:
     input:
+        unpack(text_model_input),
         videos="results/{dataset}/manifest/videos.parquet",
         captions="results/{dataset}/manifest/captions.parquet",
         visual=visual_shards,
@@ -10,6 +11,7 @@ rule train:
     params:
         model=settings_json("model", with_experiment=True),
         training=settings_json("training", with_experiment=True),
+        text_model=text_model_argument,
     threads: 2
     resources:
         mem_mb=8000,
@@ -24,4 +26,5 @@ rule train:
         "supportset --threads {threads} train --videos {input.videos} --captions {input.captions}"
         " --visual {input.visual} --text {input.text}"
         " --model-settings {params.model:q} --training-settings {params.training:q}"
+        " --text-model {params.text_model:q}"
         " --out-model {output.model} --out-log {output.train_log} > {log} 2>&1"

@@ -269,6 +269,32 @@ def read_sequences(
     return sequences
 
 
+def read_token_ids(paths: Iterable[str | Path]) -> dict[str, np.ndarray]:
+    """Map caption_id -> int64 token ids (L,) over all text shards `paths`."""
+    token_ids: dict[str, np.ndarray] = {}
+    for path in paths:
+        if Path(path).suffix == ".h5":
+            import h5py
+
+            with h5py.File(path, "r") as handle:
+                ids = [value.decode() for value in handle["caption_id"][:]]
+                offsets = handle["offsets"][:]
+                values = handle["token_ids"][:].astype(np.int64)
+            token_ids.update(
+                (caption_id, values[start:stop])
+                for caption_id, (start, stop) in zip(ids, itertools.pairwise(offsets), strict=True)
+            )
+            continue
+        table = pq.read_table(path, columns=["caption_id", "token_ids"])
+        for caption_id, ids in zip(
+            table.column("caption_id").to_pylist(),
+            table.column("token_ids").to_pylist(),
+            strict=True,
+        ):
+            token_ids[caption_id] = np.array(ids, dtype=np.int64)
+    return token_ids
+
+
 def read_metadata(path: str | Path) -> dict:
     """The supportset metadata stored in a shard (Parquet schema or HDF5 attribute)."""
     if Path(path).suffix == ".h5":

@@ -56,11 +56,11 @@ def load_t5(model: str) -> tuple[transformers.PreTrainedTokenizerBase, transform
         tokenizer = transformers.AutoTokenizer.from_pretrained(model, local_files_only=True)
         encoder = transformers.T5EncoderModel.from_pretrained(model, local_files_only=True)
     except OSError as error:
-        raise TextModelError(_missing_model_message(model)) from error
+        raise TextModelError(missing_model_message(model)) from error
     return tokenizer, encoder.eval()
 
 
-def _missing_model_message(model: str) -> str:
+def missing_model_message(model: str) -> str:
     return (
         f"text.model '{model}' is not available offline. Either set text.model to a local "
         f"directory holding the model and tokenizer, or fill the Hugging Face cache "
@@ -76,7 +76,7 @@ def check_model_available(model: str) -> None:
         transformers.AutoConfig.from_pretrained(model, local_files_only=True)
         transformers.AutoTokenizer.from_pretrained(model, local_files_only=True)
     except OSError as error:
-        raise TextModelError(_missing_model_message(model)) from error
+        raise TextModelError(missing_model_message(model)) from error
 
 
 def tokenize(tokenizer: transformers.PreTrainedTokenizerBase, texts: list[str]) -> list[np.ndarray]:

@@ -129,15 +129,28 @@ class PoolingHead(nn.Module):
             for _ in range(layers if pooling == "transformer" else 0)
         )
 
-    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def contextualise(
+        self, x: torch.Tensor, valid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sequence the head pools, with its mask: (B, 1+T, d) after the transformer
+        layers (position 0 is the aggregation token), or (B, T, d) pre-encoded for mean/max."""
         e = self.pre_encoder(x, valid)  # (B, T, d)
-        if self.pooling == "mean":
-            return e.sum(dim=1) / valid.sum(dim=1, keepdim=True).clamp(min=1)
-        if self.pooling == "max":
-            return e.masked_fill(~valid.unsqueeze(-1), float("-inf")).amax(dim=1)
+        if self.pooling != "transformer":
+            return e, valid
         batch = e.shape[0]
         e = torch.cat([self.aggregation_token.expand(batch, -1, -1), e], dim=1)  # (B, 1+T, d)
         valid = torch.cat([valid.new_ones(batch, 1), valid], dim=1)
         for layer in self.layers:
             e = layer(e, valid)
-        return e[:, 0]  # (B, d)
+        return e, valid
+
+    def pool(self, e: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """(B, T', d) contextualised sequence -> (B, d)."""
+        if self.pooling == "mean":
+            return e.sum(dim=1) / valid.sum(dim=1, keepdim=True).clamp(min=1)
+        if self.pooling == "max":
+            return e.masked_fill(~valid.unsqueeze(-1), float("-inf")).amax(dim=1)
+        return e[:, 0]
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        return self.pool(*self.contextualise(x, valid))  # (B, d)

@@ -52,7 +52,16 @@ class SupportSetModel(nn.Module):
 
     def embed_videos(self, features: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """(B, T, D_v), (B, T) bool -> (B, d) unit vectors."""
-        return functional.normalize(self.video_head(self.video_norm(features), valid), dim=-1)
+        return self.encode_videos(features, valid)[0]
+
+    def encode_videos(
+        self, features: torch.Tensor, valid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """c_v (B, d) unit vectors, and e_v: the video head's contextualised sequence
+        (B, T', d) with its mask (B, T'), which cross-captioning mixes across the batch."""
+        e_v, e_valid = self.video_head.contextualise(self.video_norm(features), valid)
+        c_v = functional.normalize(self.video_head.pool(e_v, e_valid), dim=-1)
+        return c_v, e_v, e_valid
 
     def embed_texts(self, states: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """(B, L, D_t), (B, L) bool -> (B, d) unit vectors."""

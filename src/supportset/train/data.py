@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from supportset.data.manifest import read_captions, read_videos
-from supportset.features.store import read_metadata, read_sequences
+from supportset.features.store import read_metadata, read_sequences, read_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +37,18 @@ class FeatureBank:
 
     videos: dict[str, np.ndarray]
     texts: dict[str, np.ndarray]
+    token_ids: dict[str, np.ndarray]  # caption_id -> (L,) T5 token ids
     fps: float = 1.0  # visual feature steps per second of video
 
     @classmethod
     def load(
         cls, visual_shards: Iterable[str | Path], text_shards: Iterable[str | Path]
     ) -> FeatureBank:
-        visual_shards = list(visual_shards)
+        visual_shards, text_shards = list(visual_shards), list(text_shards)
         return cls(
             read_sequences(visual_shards, "video_id", "features"),
             read_sequences(text_shards, "caption_id", "embeddings"),
+            read_token_ids(text_shards),
             read_metadata(visual_shards[0]).get("settings", {}).get("fps", 1.0),
         )
 

@@ -18,12 +18,14 @@ import numpy as np
 import torch
 
 from supportset.io import atomic_path
-from supportset.losses import HardNegativeTripletLoss
+from supportset.model.decoder import load_caption_decoder
 from supportset.model.inference import embed_split
 from supportset.model.supportset import ModelConfig, SupportSetModel
 from supportset.retrieval.metrics import evaluate_embeddings
 from supportset.torch_utils import pick_device, seed_everything
-from supportset.train.data import FeatureBank, SplitData, pad_batch
+from supportset.train.data import FeatureBank, SplitData
+from supportset.train.objective import Batch, Objective, sample_captions
+from supportset.train.resume import Progress, load_state, resume_key, save_state, state_path
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,8 @@ LOG_COLUMNS = (
     "step",
     "kind",
     "loss",
+    "contrast",
+    "caption",
     "lr",
     "t2v_R@1",
     "t2v_R@5",
@@ -50,6 +54,10 @@ class TrainConfig:
     margin: float = 0.2  # triplet margin alpha
     max_video_seconds: int = 32  # seconds of each video kept (its first ones)
     seed: int = 0  # initialisation, order and caption sampling
+    captioning: str = "cross"  # none | identity | full | hybrid | cross (support set)
+    caption_weight: float = 10.0  # lambda of the captioning loss
+    temperature: float = 0.1  # T of the support-set softmax
+    support_set_size: int = 0  # members of each support set; 0 = the whole batch
 
 
 def train(
@@ -60,8 +68,12 @@ def train(
     config: TrainConfig,
     model_out: str | Path,
     log_out: str | Path,
+    text_model: str | None = None,
 ) -> dict:
-    """Train, write the best checkpoint and the log; return the best validation summary."""
+    """Train, write the best checkpoint and the log; return the best validation summary.
+
+    `text_model` (a T5 name or folder) provides the caption decoder when captioning is on.
+    """
     seed_everything(config.seed)
     device = pick_device()
     model = SupportSetModel(model_config, bank.video_dim, bank.text_dim)
@@ -69,22 +81,32 @@ def train(
         model.video_norm.fit(
             bank.videos[v][: bank.steps(config.max_video_seconds)] for v in train_split.video_ids
         )
-    model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    loss_fn = HardNegativeTripletLoss(config.margin)
+    decoder = None
+    if config.captioning != "none":
+        if text_model is None:
+            raise ValueError("training.captioning needs the T5 model (text_model) for its decoder")
+        decoder = load_caption_decoder(text_model, model_config.dim)
+    objective = Objective(
+        model, config.margin, config.captioning, config.caption_weight, config.temperature,
+        config.support_set_size, decoder, config.seed,
+    ).to(device)  # fmt: skip
+    optimizer = torch.optim.Adam(objective.parameters(), lr=config.lr)
     order_rng = np.random.default_rng(config.seed)
-    rows, best, step = [], {"rsum": -1.0}, 0
-    for epoch in range(1, config.epochs + 1):
+    key = resume_key({**asdict(model_config), **asdict(config), "text_model": text_model})
+    saved = state_path(model_out)
+    progress = load_state(saved, key, objective, optimizer, order_rng)
+    if progress.epoch:
+        log.info("resuming after epoch %d from %s", progress.epoch, saved)
+    rows, best, step, best_state = progress.rows, progress.best, progress.step, progress.best_state
+    for epoch in range(progress.epoch + 1, config.epochs + 1):
         started = time.perf_counter()
-        model.train()
-        for batch_ids in _epoch_batches(train_split, config.batch_size, order_rng):
-            loss = _train_step(
-                model, optimizer, loss_fn, bank, train_split, batch_ids, config, order_rng, device
-            )
+        objective.train()
+        for video_ids in _epoch_batches(train_split, config.batch_size, order_rng):
+            caption_ids = sample_captions(train_split.captions_of_video, video_ids, order_rng)
+            batch = Batch.gather(bank, video_ids, caption_ids, config.max_video_seconds, device)
+            losses = _train_step(objective, optimizer, batch, config.grad_clip)
             step += 1
-            rows.append(
-                {"epoch": epoch, "step": step, "kind": "train", "loss": loss, "lr": config.lr}
-            )
+            rows.append({"epoch": epoch, "step": step, "kind": "train", **losses, "lr": config.lr})
         summary = validate(model, bank, val_split, config.max_video_seconds, device)
         rows.append(
             {
@@ -101,6 +123,8 @@ def train(
             best_state = {
                 name: value.detach().cpu().clone() for name, value in model.state_dict().items()
             }
+        progress = Progress(epoch, step, rows, best, best_state)
+        save_state(saved, key, progress, objective, optimizer, order_rng)
     save_checkpoint(model_out, best_state, model_config, bank, best)
     write_log(log_out, rows)
     return best
@@ -164,17 +188,10 @@ def _epoch_batches(split: SplitData, batch_size: int, rng: np.random.Generator) 
     return [batch for batch in batches if len(batch) >= 2]  # a triplet needs a negative
 
 
-def _train_step(model, optimizer, loss_fn, bank, split, video_ids, config, rng, device) -> float:
-    caption_ids = [rng.choice(split.captions_of_video[video_id]) for video_id in video_ids]
-    max_steps = bank.steps(config.max_video_seconds)
-    video, video_valid = pad_batch([bank.videos[v] for v in video_ids], max_steps)
-    text, text_valid = pad_batch([bank.texts[c] for c in caption_ids], 1 << 30)
-    video_emb, text_emb = model(
-        video.to(device), video_valid.to(device), text.to(device), text_valid.to(device)
-    )
-    loss = loss_fn(video_emb, text_emb)
+def _train_step(objective, optimizer, batch, grad_clip: float) -> dict[str, float]:
+    losses = objective(batch)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    losses["loss"].backward()
+    torch.nn.utils.clip_grad_norm_(objective.parameters(), grad_clip)
     optimizer.step()
-    return float(loss.detach())
+    return {name: float(value.detach()) for name, value in losses.items()}

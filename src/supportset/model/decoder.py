@@ -1,0 +1,58 @@
+"""The caption decoder of the cross-captioning objective: a T5 decoder (pre-trained t5-base
+in production, the offline tiny T5 in the demo) that reads a mixed video sequence.
+
+The support-set sequence e_bar (B, T', d) is projected to the decoder's width and given
+as the encoder states its cross-attention reads; the loss is the token-level negative
+log-likelihood of the caption's T5 token ids, averaged over tokens (T5's own loss).
+"""
+
+from __future__ import annotations
+
+import torch
+import transformers
+from torch import nn
+from torch.nn import functional
+
+from supportset.features.text import TextModelError, missing_model_message
+
+
+class CaptionDecoder(nn.Module):
+    """Projection d -> d_model, T5 decoder stack and LM head."""
+
+    def __init__(self, t5: transformers.T5ForConditionalGeneration, dim: int) -> None:
+        super().__init__()
+        self.config = t5.config
+        self.projection = nn.Linear(dim, t5.config.d_model)
+        self.decoder = t5.decoder
+        self.lm_head = t5.lm_head
+
+    def forward(
+        self,
+        memory: torch.Tensor,
+        memory_valid: torch.Tensor,
+        token_ids: torch.Tensor,
+        token_valid: torch.Tensor,
+    ) -> torch.Tensor:
+        """Mean NLL per token of captions (B, L) given memory (B, T', d) -> scalar."""
+        start = torch.full_like(token_ids[:, :1], self.config.decoder_start_token_id)
+        inputs = torch.cat([start, token_ids[:, :-1]], dim=1)  # teacher forcing, shifted right
+        hidden = self.decoder(
+            input_ids=inputs,
+            attention_mask=token_valid.long(),
+            encoder_hidden_states=self.projection(memory),
+            encoder_attention_mask=memory_valid.long(),
+        ).last_hidden_state  # (B, L, d_model)
+        if self.config.tie_word_embeddings:
+            hidden = hidden * self.config.d_model**-0.5
+        logits = self.lm_head(hidden)  # (B, L, vocab)
+        targets = token_ids.masked_fill(~token_valid, -100)
+        return functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100)
+
+
+def load_caption_decoder(model: str, dim: int) -> CaptionDecoder:
+    """A CaptionDecoder with the decoder of T5 `model` (local directory or HF cache only)."""
+    try:
+        t5 = transformers.T5ForConditionalGeneration.from_pretrained(model, local_files_only=True)
+    except OSError as error:
+        raise TextModelError(missing_model_message(model)) from error
+    return CaptionDecoder(t5, dim)

@@ -1,0 +1,100 @@
+"""The training objective: L = L_contrast + lambda * L_cross-captioning (paper 3.1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from supportset.losses import HardNegativeTripletLoss
+from supportset.model.decoder import CaptionDecoder
+from supportset.model.support_set import mix, support_weights
+from supportset.model.supportset import SupportSetModel
+from supportset.train.data import FeatureBank, pad_batch
+
+
+@dataclass
+class Batch:
+    """One training batch on its device; row i pairs video i with caption i."""
+
+    video: torch.Tensor  # (B, T, D_v) visual features
+    video_valid: torch.Tensor  # (B, T) bool
+    text: torch.Tensor  # (B, L, D_t) T5 token states
+    text_valid: torch.Tensor  # (B, L) bool
+    tokens: torch.Tensor  # (B, L) int64 T5 token ids of the captions
+    token_valid: torch.Tensor  # (B, L) bool
+
+    @classmethod
+    def gather(
+        cls,
+        bank: FeatureBank,
+        video_ids: list[str],
+        caption_ids: list[str],
+        max_video_seconds: float,
+        device: torch.device,
+    ) -> Batch:
+        video, video_valid = pad_batch(
+            [bank.videos[v] for v in video_ids], bank.steps(max_video_seconds)
+        )
+        text, text_valid = pad_batch([bank.texts[c] for c in caption_ids], 1 << 30)
+        tokens, token_valid = pad_batch([bank.token_ids[c][:, None] for c in caption_ids], 1 << 30)
+        return cls(
+            video.to(device),
+            video_valid.to(device),
+            text.to(device),
+            text_valid.to(device),
+            tokens[..., 0].long().to(device),
+            token_valid.to(device),
+        )
+
+
+class Objective(nn.Module):
+    """Contrastive loss on (c_v, c_t) plus, unless captioning is 'none', the captioning
+    loss of the support-set decoder; `forward` returns the total and both parts."""
+
+    def __init__(
+        self,
+        model: SupportSetModel,
+        margin: float,
+        captioning: str,
+        caption_weight: float,
+        temperature: float,
+        support_set_size: int,
+        decoder: CaptionDecoder | None,
+        seed: int,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.contrast = HardNegativeTripletLoss(margin)
+        self.captioning = captioning
+        self.caption_weight = caption_weight
+        self.temperature = temperature
+        self.support_set_size = support_set_size
+        self.decoder = decoder
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        c_v, e_v, e_valid = self.model.encode_videos(batch.video, batch.video_valid)  # (B, d)
+        c_t = self.model.embed_texts(batch.text, batch.text_valid)  # (B, d)
+        contrast = self.contrast(c_v, c_t)
+        if self.decoder is None:
+            return {"loss": contrast, "contrast": contrast, "caption": torch.zeros(())}
+        weights = support_weights(
+            c_t, c_v, self.captioning, self.temperature, self.support_set_size, self.generator
+        )  # (B, B)
+        memory, memory_valid = mix(weights, e_v, e_valid)  # (B, T', d)
+        caption = self.decoder(memory, memory_valid, batch.tokens, batch.token_valid)
+        return {
+            "loss": contrast + self.caption_weight * caption,
+            "contrast": contrast,
+            "caption": caption,
+        }
+
+
+def sample_captions(
+    captions_of_video: dict[str, list[str]], video_ids: list[str], rng: np.random.Generator
+) -> list[str]:
+    """One caption per video, drawn at random."""
+    return [rng.choice(captions_of_video[video_id]) for video_id in video_ids]
