@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from supportset.losses import HardNegativeTripletLoss
+from supportset.losses import HardNegativeTripletLoss, InfoNCELoss
 from supportset.model.pooling import MaskedBatchNorm1d
 from supportset.model.supportset import ModelConfig, SupportSetModel
 
@@ -69,3 +69,23 @@ def test_outputs_are_unit_vectors_and_gradients_reach_both_heads():
     HardNegativeTripletLoss(0.2)(video_emb, text_emb).backward()
     for head in (model.video_head, model.text_head):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
+
+
+def test_sum_of_hinges_and_intra_modal_negatives():
+    video = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    text = torch.tensor([[0.8, 0.6], [0.6, 0.8]])
+    # margin 0.5: every inter-modal hinge is 0.5 - 0.8 + 0.6 = 0.3, one negative each
+    assert HardNegativeTripletLoss(0.5, "sum")(video, text).item() == pytest.approx(0.6)
+    # intra: s(t_0, t_1) = 0.96 -> 0.5 - 0.8 + 0.96 = 0.66; s(v_0, v_1) = 0 -> 0 (clamped 0.5-0.8)
+    intra = HardNegativeTripletLoss(0.5, "hardest", intra_modal=True)(video, text).item()
+    assert intra == pytest.approx(0.6 + 0.66)
+
+
+def test_infonce_matches_hand_computation():
+    video = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    text = torch.tensor([[0.8, 0.6], [0.6, 0.8]])
+    # each row is [0.8, 0.6] / 0.1 up to order: -log(e^8 / (e^8 + e^6)) in both directions
+    expected = -torch.log(
+        torch.tensor(8.0).exp() / (torch.tensor(8.0).exp() + torch.tensor(6.0).exp())
+    )
+    assert InfoNCELoss(0.1)(video, text).item() == pytest.approx(expected.item(), rel=1e-5)

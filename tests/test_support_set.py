@@ -3,6 +3,7 @@ import torch
 import transformers
 from torch.nn import functional
 
+from supportset.losses import HardNegativeTripletLoss
 from supportset.model.decoder import CaptionDecoder
 from supportset.model.support_set import mix, support_weights
 from supportset.model.supportset import ModelConfig, SupportSetModel
@@ -80,7 +81,8 @@ def test_decoder_loss_equals_t5_captioning_loss(tiny_t5):
 def test_cross_captioning_gradients_reach_both_heads(tiny_t5):
     torch.manual_seed(0)
     model = SupportSetModel(ModelConfig(dim=16, heads=2, ffn_dim=32, layers=1, dropout=0.0), 6, 5)
-    objective = Objective(model, 0.2, "cross", 10.0, 0.1, 0, CaptionDecoder(tiny_t5, 16), seed=0)
+    decoder = CaptionDecoder(tiny_t5, 16)
+    objective = Objective(model, HardNegativeTripletLoss(), "cross", 10.0, 0.1, 0, decoder, seed=0)
     batch = Batch(
         torch.randn(4, 3, 6), torch.ones(4, 3, dtype=torch.bool),
         torch.randn(4, 4, 5), torch.ones(4, 4, dtype=torch.bool),

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from supportset.io import atomic_path
+from supportset.losses import contrastive_loss
 from supportset.model.decoder import load_caption_decoder
 from supportset.model.inference import embed_split
 from supportset.model.supportset import ModelConfig, SupportSetModel
@@ -51,7 +52,11 @@ class TrainConfig:
     lr: float = 5e-5  # Adam learning rate
     grad_clip: float = 0.2  # gradient norm clipping
     epochs: int = 20  # passes over the training videos
+    loss: str = "triplet"  # contrastive loss: triplet | infonce (Table 2e)
     margin: float = 0.2  # triplet margin alpha
+    negatives: str = "hardest"  # triplet over the hardest negative, or the sum of all
+    intra_modal: bool = False  # add same-modality negatives (Table 2e, inter+intra)
+    nce_temperature: float = 0.05  # InfoNCE temperature
     max_video_seconds: int = 32  # seconds of each video kept (its first ones)
     seed: int = 0  # initialisation, order and caption sampling
     captioning: str = "cross"  # none | identity | full | hybrid | cross (support set)
@@ -86,8 +91,11 @@ def train(
         if text_model is None:
             raise ValueError("training.captioning needs the T5 model (text_model) for its decoder")
         decoder = load_caption_decoder(text_model, model_config.dim)
+    contrast = contrastive_loss(
+        config.loss, config.margin, config.negatives, config.intra_modal, config.nce_temperature
+    )
     objective = Objective(
-        model, config.margin, config.captioning, config.caption_weight, config.temperature,
+        model, contrast, config.captioning, config.caption_weight, config.temperature,
         config.support_set_size, decoder, config.seed,
     ).to(device)  # fmt: skip
     optimizer = torch.optim.Adam(objective.parameters(), lr=config.lr)

@@ -8,7 +8,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from supportset.losses import HardNegativeTripletLoss
 from supportset.model.decoder import CaptionDecoder
 from supportset.model.support_set import mix, support_weights
 from supportset.model.supportset import SupportSetModel
@@ -57,7 +56,7 @@ class Objective(nn.Module):
     def __init__(
         self,
         model: SupportSetModel,
-        margin: float,
+        contrast: nn.Module,
         captioning: str,
         caption_weight: float,
         temperature: float,
@@ -67,7 +66,7 @@ class Objective(nn.Module):
     ) -> None:
         super().__init__()
         self.model = model
-        self.contrast = HardNegativeTripletLoss(margin)
+        self.contrast = contrast
         self.captioning = captioning
         self.caption_weight = caption_weight
         self.temperature = temperature
