@@ -38,10 +38,18 @@ def test_masked_batchnorm_ignores_padding():
     assert torch.all(out_b[~valid] == 0)
 
 
-@pytest.mark.parametrize("pooling", ["transformer", "mean", "max"])
-def test_padding_does_not_change_embeddings(pooling):
+@pytest.mark.parametrize(
+    ("pooling", "pre_encoders"),
+    [("transformer", ("mlp", "gru")), ("mean", ("mlp", "gru")), ("max", ("mlp", "gru")),
+     ("transformer", ("cnn", "cnn"))],
+)  # fmt: skip
+def test_padding_does_not_change_embeddings(pooling, pre_encoders):
     torch.manual_seed(0)
-    model = SupportSetModel(ModelConfig(**{**SMALL.__dict__, "pooling": pooling}), 8, 6).eval()
+    config = ModelConfig(
+        **{**SMALL.__dict__, "pooling": pooling, "video_pre_encoder": pre_encoders[0],
+           "text_pre_encoder": pre_encoders[1]}
+    )  # fmt: skip
+    model = SupportSetModel(config, 8, 6).eval()
     short = torch.randn(1, 3, 8)
     padded = torch.cat([short, torch.randn(1, 4, 8)], dim=1)
     valid_short = torch.ones(1, 3, dtype=torch.bool)
@@ -89,3 +97,17 @@ def test_infonce_matches_hand_computation():
         torch.tensor(8.0).exp() / (torch.tensor(8.0).exp() + torch.tensor(6.0).exp())
     )
     assert InfoNCELoss(0.1)(video, text).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_cnn_pre_encoder_sees_neighbouring_steps_only():
+    from supportset.model.pooling import CNNPreEncoder
+
+    torch.manual_seed(0)
+    encoder = CNNPreEncoder(3, 8, 0.0).eval()
+    x = torch.zeros(1, 12, 3)
+    valid = torch.ones(1, 12, dtype=torch.bool)
+    base = encoder(x, valid)
+    x[0, 6] = 1.0
+    changed = (encoder(x, valid) - base).abs().sum(dim=2)[0] > 0
+    # output t reads inputs t-2 .. t+3 (kernel 6), so the step at 6 reaches outputs 3 .. 8
+    assert changed[3:9].all() and not changed[:3].any() and not changed[9:].any()

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional
 
 
 class MaskedBatchNorm1d(nn.Module):
@@ -103,6 +104,31 @@ class GRUPreEncoder(nn.Module):
         out, _ = self.gru(packed)
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         return out  # (B, T, d), zeros at padding
+
+
+class CNNPreEncoder(nn.Module):
+    """1D-CNN pre-encoder (appendix 6.1): parallel temporal convolutions with kernels
+    2, 3, 4 and 6 ('same' length, padding outside the sequence counts as zeros), each with
+    d/4 channels, concatenated and ReLU-ed; (B, T, D_in) -> (B, T, d)."""
+
+    KERNELS = (2, 3, 4, 6)
+
+    def __init__(self, in_dim: int, dim: int, dropout: float) -> None:
+        super().__init__()
+        if dim % len(self.KERNELS):
+            raise ValueError(f"model.dim {dim} must be divisible by {len(self.KERNELS)}")
+        self.dropout = nn.Dropout(dropout)
+        self.convs = nn.ModuleList(
+            nn.Conv1d(in_dim, dim // len(self.KERNELS), kernel) for kernel in self.KERNELS
+        )
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        x = (self.dropout(x) * valid.unsqueeze(-1)).transpose(1, 2)  # (B, D_in, T)
+        outputs = [
+            conv(functional.pad(x, ((kernel - 1) // 2, kernel // 2)))
+            for conv, kernel in zip(self.convs, self.KERNELS, strict=True)
+        ]
+        return torch.relu(torch.cat(outputs, dim=1)).transpose(1, 2) * valid.unsqueeze(-1)
 
 
 class PoolingHead(nn.Module):

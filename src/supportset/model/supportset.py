@@ -15,7 +15,13 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from supportset.model.pooling import GRUPreEncoder, MLPPreEncoder, PoolingHead, Standardize
+from supportset.model.pooling import (
+    CNNPreEncoder,
+    GRUPreEncoder,
+    MLPPreEncoder,
+    PoolingHead,
+    Standardize,
+)
 
 
 @dataclass
@@ -27,6 +33,8 @@ class ModelConfig:
     dropout: float = 0.3  # dropout in the heads (0.0 for ActivityNet)
     pooling: str = "transformer"  # video head: transformer | mean | max (Table 2b)
     input_norm: str = "none"  # none | standardize: visual features to zero mean, unit variance
+    video_pre_encoder: str = "mlp"  # mlp | cnn (kernels 2, 3, 4, 6)
+    text_pre_encoder: str = "gru"  # gru | cnn
 
 
 class SupportSetModel(nn.Module):
@@ -44,11 +52,11 @@ class SupportSetModel(nn.Module):
             pooling=config.pooling,
         )
         self.video_norm = Standardize(video_dim)
-        self.video_head = PoolingHead(MLPPreEncoder(video_dim, config.dim, config.dropout), **head)
+        video_pre = {"mlp": MLPPreEncoder, "cnn": CNNPreEncoder}[config.video_pre_encoder]
+        text_pre = {"gru": GRUPreEncoder, "cnn": CNNPreEncoder}[config.text_pre_encoder]
+        self.video_head = PoolingHead(video_pre(video_dim, config.dim, config.dropout), **head)
         text_head = {**head, "pooling": "transformer"}  # Table 2b ablates the video side only
-        self.text_head = PoolingHead(
-            GRUPreEncoder(text_dim, config.dim, config.dropout), **text_head
-        )
+        self.text_head = PoolingHead(text_pre(text_dim, config.dim, config.dropout), **text_head)
 
     def embed_videos(self, features: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """(B, T, D_v), (B, T) bool -> (B, d) unit vectors."""
