@@ -150,3 +150,21 @@ def test_changed_settings_start_afresh(tmp_path):
     second = (tmp_path / "l.csv").read_text().splitlines()
     assert second[2].split(",")[3] != first[2].split(",")[3]  # step 2 loss: trained afresh
     assert [row.split(",")[0] for row in second[1:] if ",val," in row] == ["1", "2", "3"]
+
+
+def test_training_can_start_from_a_checkpoint(tmp_path):
+    bank, train_split, val_split = synthetic_bank()
+    short = TrainConfig(**{**TRAINING.__dict__, "epochs": 1})
+    train(bank, train_split, val_split, MODEL, short, tmp_path / "a.pt", tmp_path / "a.csv")
+    finetune = TrainConfig(**{**short.__dict__, "init_from": str(tmp_path / "a.pt"), "lr": 1e-9})
+    (tmp_path / "b").mkdir()
+    train(bank, train_split, val_split, MODEL, finetune, tmp_path / "b/m.pt", tmp_path / "b/l.csv")
+    before = torch.load(tmp_path / "a.pt", weights_only=True)["model"]
+    after = torch.load(tmp_path / "b/m.pt", weights_only=True)["model"]
+    weights = [name for name in before if "running_" not in name and "num_batches" not in name]
+    drift = max((before[name] - after[name]).abs().max().item() for name in weights)
+    assert drift < 1e-6  # with a vanishing learning rate the weights stay where they started
+    assert torch.equal(before["video_norm.mean"], after["video_norm.mean"])
+    other = ModelConfig(**{**MODEL.__dict__, "dim": 64})
+    with pytest.raises(ValueError, match="init_from"):
+        train(bank, train_split, val_split, other, finetune, tmp_path / "c.pt", tmp_path / "c.csv")

@@ -97,6 +97,12 @@ def text_shards(wildcards):
     )
 
 
+def init_checkpoint_input(wildcards):
+    """The checkpoint training starts from, when training.init_from names one."""
+    path = settings("training", wildcards.dataset, wildcards.experiment)["init_from"]
+    return {"init_from": path} if path else {}
+
+
 def text_model_input(wildcards):
     """The pipeline-built T5 folder when text.model is 'tiny'; nothing otherwise."""
     if settings("text", wildcards.dataset)["model"] == "tiny":

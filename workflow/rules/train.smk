@@ -1,6 +1,7 @@
 rule train:
     input:
         unpack(text_model_input),
+        unpack(init_checkpoint_input),
         videos="results/{dataset}/manifest/videos.parquet",
         captions="results/{dataset}/manifest/captions.parquet",
         visual=visual_shards,

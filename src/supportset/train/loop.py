@@ -63,6 +63,7 @@ class TrainConfig:
     caption_weight: float = 10.0  # lambda of the captioning loss
     temperature: float = 0.1  # T of the support-set softmax
     support_set_size: int = 0  # members of each support set; 0 = the whole batch
+    init_from: str = ""  # model.pt to start from (e.g. HowTo100M pre-training); "" = scratch
 
 
 def train(
@@ -82,7 +83,9 @@ def train(
     seed_everything(config.seed)
     device = pick_device()
     model = SupportSetModel(model_config, bank.video_dim, bank.text_dim)
-    if model_config.input_norm == "standardize":
+    if config.init_from:
+        initialise_from(model, config.init_from)
+    elif model_config.input_norm == "standardize":
         model.video_norm.fit(
             bank.videos[v][: bank.steps(config.max_video_seconds)] for v in train_split.video_ids
         )
@@ -167,6 +170,17 @@ def save_checkpoint(
     }
     with atomic_path(path) as temporary:
         torch.save(checkpoint, temporary)
+
+
+def initialise_from(model: SupportSetModel, path: str | Path) -> None:
+    """Load the weights (and input statistics) of a checkpoint of the same architecture."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if checkpoint["model_config"] != asdict(model.config):
+        raise ValueError(
+            f"training.init_from {path}: its model settings {checkpoint['model_config']} "
+            f"differ from this experiment's {asdict(model.config)}"
+        )
+    model.load_state_dict(checkpoint["model"])
 
 
 def load_model(path: str | Path, device: torch.device) -> SupportSetModel:
