@@ -111,3 +111,15 @@ def test_cnn_pre_encoder_sees_neighbouring_steps_only():
     changed = (encoder(x, valid) - base).abs().sum(dim=2)[0] > 0
     # output t reads inputs t-2 .. t+3 (kernel 6), so the step at 6 reaches outputs 3 .. 8
     assert changed[3:9].all() and not changed[:3].any() and not changed[9:].any()
+
+
+def test_masked_batchnorm_equals_torch_batchnorm_on_valid_positions():
+    torch.manual_seed(0)
+    ours, reference = MaskedBatchNorm1d(3), torch.nn.BatchNorm1d(3)
+    x = torch.randn(2, 5, 3) * 3 + 1
+    valid = torch.tensor([[True] * 5, [True, True, False, False, False]])
+    torch.testing.assert_close(ours(x, valid)[valid], reference(x[valid]))
+    torch.testing.assert_close(ours.running_mean, reference.running_mean)
+    torch.testing.assert_close(ours.running_var, reference.running_var)
+    ours.eval(), reference.eval()
+    torch.testing.assert_close(ours(x, valid)[valid], reference(x[valid]))

@@ -159,12 +159,14 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 def train(args: argparse.Namespace) -> None:
     """Train the pooling heads; keep the epoch that is best on the validation split."""
+    from supportset.distributed import start_from_environment
     from supportset.model.supportset import ModelConfig
     from supportset.settings import from_json
     from supportset.train.data import FeatureBank
     from supportset.train.loop import TrainConfig
     from supportset.train.loop import train as run
 
+    start_from_environment()
     bank = FeatureBank.load(args.visual, args.text)
     best = run(
         bank,

@@ -3,7 +3,8 @@ in production, the offline tiny T5 in the demo) that reads a mixed video sequenc
 
 The support-set sequence e_bar (B, T', d) is projected to the decoder's width and given
 as the encoder states its cross-attention reads; the loss is the token-level negative
-log-likelihood of the caption's T5 token ids, averaged over tokens (T5's own loss).
+log-likelihood of the caption's T5 token ids, averaged over the tokens of the (global)
+batch (T5's own loss).
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ class CaptionDecoder(nn.Module):
         memory_valid: torch.Tensor,
         token_ids: torch.Tensor,
         token_valid: torch.Tensor,
-    ) -> torch.Tensor:
-        """Mean NLL per token of captions (B, L) given memory (B, T', d) -> scalar."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(summed NLL, number of tokens) of captions (B, L) given memory (B, T', d); their
+        ratio is T5's token-averaged loss (the caller divides, possibly over all ranks)."""
         start = torch.full_like(token_ids[:, :1], self.config.decoder_start_token_id)
         inputs = torch.cat([start, token_ids[:, :-1]], dim=1)  # teacher forcing, shifted right
         hidden = self.decoder(
@@ -46,7 +48,10 @@ class CaptionDecoder(nn.Module):
             hidden = hidden * self.config.d_model**-0.5
         logits = self.lm_head(hidden)  # (B, L, vocab)
         targets = token_ids.masked_fill(~token_valid, -100)
-        return functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100)
+        nll = functional.cross_entropy(
+            logits.transpose(1, 2), targets, ignore_index=-100, reduction="sum"
+        )
+        return nll, token_valid.sum().to(nll.dtype)
 
 
 def load_caption_decoder(model: str, dim: int) -> CaptionDecoder:

@@ -17,17 +17,40 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from supportset.distributed import all_sum
+
 
 class MaskedBatchNorm1d(nn.Module):
-    """BatchNorm over the feature axis of (B, T, d), with statistics from valid positions only."""
+    """BatchNorm over the feature axis of (B, T, d), with statistics from valid positions
+    only, summed over all ranks when training is distributed (so that one process on a
+    global batch and several on its slices compute the same thing)."""
 
     def __init__(self, dim: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
         super().__init__()
-        self.norm = nn.BatchNorm1d(dim, momentum=momentum, eps=eps)
+        self.momentum = momentum
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+        self.register_buffer("running_mean", torch.zeros(dim))
+        self.register_buffer("running_var", torch.ones(dim))
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        values = x[valid]  # (N_valid, d)
+        if self.training:
+            count = values.new_tensor([len(values)], dtype=values.dtype)
+            sums = all_sum(torch.cat([values.sum(dim=0), count]))
+            total = sums[-1]
+            mean = sums[:-1] / total
+            centred_sq = all_sum(((values - mean) ** 2).sum(dim=0))
+            var = centred_sq / total
+            with torch.no_grad():
+                unbiased = var * total / (total - 1).clamp(min=1)
+                self.running_mean.lerp_(mean.detach(), self.momentum)
+                self.running_var.lerp_(unbiased.detach(), self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
         out = torch.zeros_like(x)
-        out[valid] = self.norm(x[valid])  # (N_valid, d)
+        out[valid] = (values - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
         return out
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from supportset.distributed import rank_and_size, sum_gradients
 from supportset.io import atomic_path
 from supportset.losses import contrastive_loss
 from supportset.model.decoder import load_caption_decoder
@@ -82,6 +83,7 @@ def train(
     """
     seed_everything(config.seed)
     device = pick_device()
+    rank, size = rank_and_size()
     model = SupportSetModel(model_config, bank.video_dim, bank.text_dim)
     if config.init_from:
         initialise_from(model, config.init_from)
@@ -112,10 +114,15 @@ def train(
     for epoch in range(progress.epoch + 1, config.epochs + 1):
         started = time.perf_counter()
         objective.train()
-        for video_ids in _epoch_batches(train_split, config.batch_size, order_rng):
+        for video_ids in _epoch_batches(train_split, config.batch_size, order_rng, size):
             caption_ids = sample_captions(train_split.captions_of_video, video_ids, order_rng)
-            batch = Batch.gather(bank, video_ids, caption_ids, config.max_video_seconds, device)
-            losses = _train_step(objective, optimizer, batch, config.grad_clip)
+            mine = slice(rank * len(video_ids) // size, (rank + 1) * len(video_ids) // size)
+            batch = Batch.gather(
+                bank, video_ids[mine], caption_ids[mine], config.max_video_seconds, device
+            )
+            losses = _train_step(
+                objective, optimizer, batch, config.grad_clip, config.caption_weight
+            )
             step += 1
             rows.append({"epoch": epoch, "step": step, "kind": "train", **losses, "lr": config.lr})
         summary = validate(model, bank, val_split, config.max_video_seconds, device)
@@ -134,10 +141,12 @@ def train(
             best_state = {
                 name: value.detach().cpu().clone() for name, value in model.state_dict().items()
             }
-        progress = Progress(epoch, step, rows, best, best_state)
-        save_state(saved, key, progress, objective, optimizer, order_rng)
-    save_checkpoint(model_out, best_state, model_config, bank, best)
-    write_log(log_out, rows)
+        if rank == 0:
+            progress = Progress(epoch, step, rows, best, best_state)
+            save_state(saved, key, progress, objective, optimizer, order_rng)
+    if rank == 0:
+        save_checkpoint(model_out, best_state, model_config, bank, best)
+        write_log(log_out, rows)
     return best
 
 
@@ -201,19 +210,27 @@ def write_log(path: str | Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def _epoch_batches(split: SplitData, batch_size: int, rng: np.random.Generator) -> list[list[str]]:
+def _epoch_batches(
+    split: SplitData, batch_size: int, rng: np.random.Generator, world_size: int = 1
+) -> list[list[str]]:
+    """Global batches of video ids in a random order, each trimmed to a multiple of the
+    world size (ranks take equal slices); batches of one video are dropped."""
     order = rng.permutation(len(split.video_ids))
     batches = [
         [split.video_ids[i] for i in order[start : start + batch_size]]
         for start in range(0, len(order), batch_size)
     ]
-    return [batch for batch in batches if len(batch) >= 2]  # a triplet needs a negative
+    batches = [batch[: len(batch) - len(batch) % world_size] for batch in batches]
+    return [batch for batch in batches if len(batch) >= max(2, world_size)]
 
 
-def _train_step(objective, optimizer, batch, grad_clip: float) -> dict[str, float]:
+def _train_step(objective, optimizer, batch, grad_clip: float, caption_weight: float) -> dict:
+    """One update; returns the global batch's losses (the same on every rank)."""
     losses = objective(batch)
     optimizer.zero_grad(set_to_none=True)
     losses["loss"].backward()
+    sum_gradients(objective.parameters())
     torch.nn.utils.clip_grad_norm_(objective.parameters(), grad_clip)
     optimizer.step()
-    return {name: float(value.detach()) for name, value in losses.items()}
+    contrast, caption = float(losses["contrast"]), float(losses["caption"])
+    return {"loss": contrast + caption_weight * caption, "contrast": contrast, "caption": caption}

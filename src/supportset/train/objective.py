@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from supportset.distributed import all_sum, gather, rank_and_size
 from supportset.model.decoder import CaptionDecoder
 from supportset.model.support_set import mix, support_weights
 from supportset.model.supportset import SupportSetModel
@@ -75,20 +76,31 @@ class Objective(nn.Module):
         self.generator = torch.Generator().manual_seed(seed)
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        c_v, e_v, e_valid = self.model.encode_videos(batch.video, batch.video_valid)  # (B, d)
-        c_t = self.model.embed_texts(batch.text, batch.text_valid)  # (B, d)
+        """This rank's share of the loss ("loss", to backpropagate) and the global batch's
+        contrastive and captioning losses (to log). With one process the share is all."""
+        rank, size = rank_and_size()
+        c_v_local, e_v_local, e_valid_local = self.model.encode_videos(
+            batch.video, batch.video_valid
+        )  # (b, d), (b, T', d), (b, T')
+        c_t_local = self.model.embed_texts(batch.text, batch.text_valid)  # (b, d)
+        c_v, c_t = gather(c_v_local), gather(c_t_local)  # (B, d): the global batch
         contrast = self.contrast(c_v, c_t)
+        share = contrast / size
         if self.decoder is None:
-            return {"loss": contrast, "contrast": contrast, "caption": torch.zeros(())}
+            return {"loss": share, "contrast": contrast.detach(), "caption": torch.zeros(())}
+        e_v = gather(e_v_local)  # (B, T', d)
+        e_valid = gather(e_valid_local.float()) > 0.5
         weights = support_weights(
             c_t, c_v, self.captioning, self.temperature, self.support_set_size, self.generator
-        )  # (B, B)
-        memory, memory_valid = mix(weights, e_v, e_valid)  # (B, T', d)
-        caption = self.decoder(memory, memory_valid, batch.tokens, batch.token_valid)
+        )  # (B, B), identical on every rank
+        local = slice(rank * len(c_t_local), (rank + 1) * len(c_t_local))
+        memory, memory_valid = mix(weights[local], e_v, e_valid)  # (b, T', d)
+        nll, tokens = self.decoder(memory, memory_valid, batch.tokens, batch.token_valid)
+        caption_share = nll / all_sum(tokens.detach())
         return {
-            "loss": contrast + self.caption_weight * caption,
-            "contrast": contrast,
-            "caption": caption,
+            "loss": share + self.caption_weight * caption_share,
+            "contrast": contrast.detach(),
+            "caption": all_sum(caption_share.detach()),
         }
 
 
