@@ -69,6 +69,7 @@ def test_training_learns_and_writes_checkpoint_and_log(tmp_path):
         rows = list(csv.DictReader(handle))
     val_rows = [row for row in rows if row["kind"] == "val"]
     assert len(val_rows) == TRAINING.epochs
+    assert (tmp_path / "train_curves.png").read_bytes().startswith(b"\x89PNG")
     assert max(float(row["rsum"]) for row in val_rows) == pytest.approx(best["rsum"])
     assert all(float(row["loss"]) >= 0 for row in rows if row["kind"] == "train")
 

@@ -9,6 +9,11 @@ rule train:
     output:
         model="results/{dataset}/{experiment}/model.pt",
         train_log="results/{dataset}/{experiment}/train_log.csv",
+        curves=report(
+            "results/{dataset}/{experiment}/train_curves.png",
+            caption="../report/train_curves.rst",
+            category="Training curves",
+        ),
     params:
         model=settings_json("model", with_experiment=True),
         training=settings_json("training", with_experiment=True),

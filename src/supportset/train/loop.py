@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from supportset.distributed import rank_and_size, sum_gradients
 from supportset.io import atomic_path
@@ -25,6 +26,7 @@ from supportset.model.inference import embed_split
 from supportset.model.supportset import ModelConfig, SupportSetModel
 from supportset.retrieval.metrics import evaluate_embeddings
 from supportset.torch_utils import pick_device, seed_everything
+from supportset.train.curves import TensorBoardScalars, plot_curves
 from supportset.train.data import FeatureBank, SplitData
 from supportset.train.objective import Batch, Objective, sample_captions
 from supportset.train.resume import Progress, load_state, resume_key, save_state, state_path
@@ -111,10 +113,12 @@ def train(
     if progress.epoch:
         log.info("resuming after epoch %d from %s", progress.epoch, saved)
     rows, best, step, best_state = progress.rows, progress.best, progress.step, progress.best_state
+    scalars = TensorBoardScalars(Path(log_out).with_name("tensorboard"))
     for epoch in range(progress.epoch + 1, config.epochs + 1):
         started = time.perf_counter()
         objective.train()
-        for video_ids in _epoch_batches(train_split, config.batch_size, order_rng, size):
+        batches = _epoch_batches(train_split, config.batch_size, order_rng, size)
+        for video_ids in tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=rank != 0):
             caption_ids = sample_captions(train_split.captions_of_video, video_ids, order_rng)
             mine = slice(rank * len(video_ids) // size, (rank + 1) * len(video_ids) // size)
             batch = Batch.gather(
@@ -125,6 +129,7 @@ def train(
             )
             step += 1
             rows.append({"epoch": epoch, "step": step, "kind": "train", **losses, "lr": config.lr})
+            scalars.add({f"train/{name}": value for name, value in losses.items()}, step)
         summary = validate(model, bank, val_split, config.max_video_seconds, device)
         rows.append(
             {
@@ -136,6 +141,7 @@ def train(
             }
         )
         log.info("epoch %d: loss %.4f, val rsum %.1f", epoch, rows[-2]["loss"], summary["rsum"])
+        scalars.add({f"val/{name}": value for name, value in summary.items()}, step)
         if summary["rsum"] > best["rsum"]:
             best = {"epoch": epoch, **summary}
             best_state = {
@@ -144,9 +150,11 @@ def train(
         if rank == 0:
             progress = Progress(epoch, step, rows, best, best_state)
             save_state(saved, key, progress, objective, optimizer, order_rng)
+    scalars.close()
     if rank == 0:
         save_checkpoint(model_out, best_state, model_config, bank, best)
         write_log(log_out, rows)
+        plot_curves(log_out, Path(log_out).with_name("train_curves.png"))
     return best
 
 
