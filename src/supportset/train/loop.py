@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -118,7 +119,8 @@ def train(
         started = time.perf_counter()
         objective.train()
         batches = _epoch_batches(train_split, config.batch_size, order_rng, size)
-        for video_ids in tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=rank != 0):
+        quiet = rank != 0 or not sys.stderr.isatty()  # no bar in job logs or on other ranks
+        for video_ids in tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=quiet):
             caption_ids = sample_captions(train_split.captions_of_video, video_ids, order_rng)
             mine = slice(rank * len(video_ids) // size, (rank + 1) * len(video_ids) // size)
             batch = Batch.gather(
