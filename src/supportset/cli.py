@@ -177,6 +177,7 @@ def train(args: argparse.Namespace) -> None:
         args.out_model,
         args.out_log,
         args.text_model,
+        [*args.visual, *args.text],
     )
     log.info("best epoch %d: val %s", best["epoch"], json.dumps(best))
 

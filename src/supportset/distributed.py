@@ -35,7 +35,7 @@ def rank_and_size() -> tuple[int, int]:
 
 def gather(local: torch.Tensor) -> torch.Tensor:
     """Concatenate every rank's (B_r, ...) tensor along dim 0, keeping gradients; tensors
-    of rank 2 or more are zero-padded along dim 1 to the longest first."""
+    of rank 2 or more (sequences, masks) are zero-padded along dim 1 to the longest first."""
     _, size = rank_and_size()
     if size == 1:
         return local

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import torch
 
-VARIANTS = ("none", "identity", "full", "hybrid", "cross")
-
 
 def support_weights(
     c_t: torch.Tensor,

@@ -37,16 +37,18 @@ def plot_curves(log_csv: str | Path, out_png: str | Path) -> None:
 
 
 class TensorBoardScalars:
-    """Writes scalars to TensorBoard under `folder` when tensorboard is installed; a no-op
-    otherwise (the CSV log and the plot are always written)."""
+    """Writes scalars to TensorBoard under `folder` when enabled (rank 0) and tensorboard
+    is installed; a no-op otherwise (the CSV log and the plot are always written)."""
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, enabled: bool = True) -> None:
+        self.writer = None
+        if not enabled:
+            return
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            self.writer = None
-        else:
-            self.writer = SummaryWriter(str(folder))
+            return
+        self.writer = SummaryWriter(str(folder))
 
     def add(self, values: dict[str, float], step: int) -> None:
         if self.writer is not None:

@@ -12,6 +12,7 @@ import csv
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -79,15 +80,17 @@ def train(
     model_out: str | Path,
     log_out: str | Path,
     text_model: str | None = None,
+    input_files: Sequence[str | Path] = (),
 ) -> dict:
     """Train, write the best checkpoint and the log; return the best validation summary.
 
-    `text_model` (a T5 name or folder) provides the caption decoder when captioning is on.
+    `text_model` (a T5 name or folder) provides the caption decoder when captioning is on;
+    `input_files` (the shards) decide, with the settings, whether a saved state resumes.
     """
     seed_everything(config.seed)
     device = pick_device()
     rank, size = rank_and_size()
-    model = SupportSetModel(model_config, bank.video_dim, bank.text_dim)
+    model = SupportSetModel(model_config, bank.video_dim, bank.text_dim)  # same on every rank
     if config.init_from:
         initialise_from(model, config.init_from)
     elif model_config.input_norm == "standardize":
@@ -107,14 +110,18 @@ def train(
         config.support_set_size, decoder, config.seed,
     ).to(device)  # fmt: skip
     optimizer = torch.optim.Adam(objective.parameters(), lr=config.lr)
-    order_rng = np.random.default_rng(config.seed)
-    key = resume_key({**asdict(model_config), **asdict(config), "text_model": text_model})
+    order_rng = np.random.default_rng(config.seed)  # the same on every rank
+    torch.manual_seed(config.seed + rank)  # dropout masks differ between ranks
+    inputs = [*input_files, *(path for path in (text_model, config.init_from) if path)]
+    key = resume_key({**asdict(model_config), **asdict(config)}, inputs)
     saved = state_path(model_out)
-    progress = load_state(saved, key, objective, optimizer, order_rng)
+    progress = load_state(saved, key, config.epochs, objective, optimizer, order_rng, rank)
     if progress.epoch:
         log.info("resuming after epoch %d from %s", progress.epoch, saved)
     rows, best, step, best_state = progress.rows, progress.best, progress.step, progress.best_state
-    scalars = TensorBoardScalars(Path(log_out).with_name("tensorboard"))
+    if not _epoch_batches(train_split, config.batch_size, np.random.default_rng(0), size):
+        raise ValueError("the training split gives no batch of two or more videos")
+    scalars = TensorBoardScalars(Path(log_out).with_name("tensorboard"), enabled=rank == 0)
     for epoch in range(progress.epoch + 1, config.epochs + 1):
         started = time.perf_counter()
         objective.train()
@@ -149,9 +156,8 @@ def train(
             best_state = {
                 name: value.detach().cpu().clone() for name, value in model.state_dict().items()
             }
-        if rank == 0:
-            progress = Progress(epoch, step, rows, best, best_state)
-            save_state(saved, key, progress, objective, optimizer, order_rng)
+        progress = Progress(epoch, step, rows, best, best_state)
+        save_state(saved, key, progress, objective, optimizer, order_rng, rank)
     scalars.close()
     if rank == 0:
         save_checkpoint(model_out, best_state, model_config, bank, best)
