@@ -203,3 +203,20 @@ def test_training_can_start_from_a_checkpoint(tmp_path):
     other = ModelConfig(**{**MODEL.__dict__, "dim": 64})
     with pytest.raises(ValueError, match="init_from"):
         train(bank, train_split, val_split, other, finetune, tmp_path / "c.pt", tmp_path / "c.csv")
+
+
+def test_finetuned_t5_encoder_is_trained_saved_and_used_for_export(tmp_path):
+    import transformers
+
+    t5 = save_tiny_t5(tmp_path / "t5")
+    bank, train_split, val_split = synthetic_bank()
+    model = ModelConfig(**{**MODEL.__dict__, "text_encoder": "finetune"})
+    config = TrainConfig(**{**TRAINING.__dict__, "epochs": 2})
+    best = train(
+        bank, train_split, val_split, model, config, tmp_path / "m.pt", tmp_path / "l.csv", t5
+    )
+    trained = load_model(tmp_path / "m.pt", torch.device("cpu"))
+    original = transformers.T5EncoderModel.from_pretrained(t5)
+    name = "encoder.block.0.layer.0.SelfAttention.q.weight"
+    assert not torch.equal(trained.t5_encoder.state_dict()[name], original.state_dict()[name])
+    assert validate(trained, bank, val_split, 6, torch.device("cpu"))["rsum"] == best["rsum"]

@@ -54,10 +54,17 @@ def load_t5(model: str) -> tuple[transformers.PreTrainedTokenizerBase, transform
     """Tokenizer and encoder from a local directory or the Hugging Face cache (no network)."""
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(model, local_files_only=True)
-        encoder = transformers.T5EncoderModel.from_pretrained(model, local_files_only=True)
     except OSError as error:
         raise TextModelError(missing_model_message(model)) from error
-    return tokenizer, encoder.eval()
+    return tokenizer, load_t5_encoder(model).eval()
+
+
+def load_t5_encoder(model: str) -> transformers.T5EncoderModel:
+    """The T5 encoder alone, from a local directory or the Hugging Face cache (no network)."""
+    try:
+        return transformers.T5EncoderModel.from_pretrained(model, local_files_only=True)
+    except OSError as error:
+        raise TextModelError(missing_model_message(model)) from error
 
 
 def missing_model_message(model: str) -> str:

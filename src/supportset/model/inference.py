@@ -24,10 +24,17 @@ def embed_split(
     `max_video_seconds`, and captions (N_c, d), float32, in the split's order, eval mode."""
     model.eval()
     video_sequences = [bank.videos[video_id] for video_id in split.video_ids]
-    text_sequences = [bank.texts[caption_id] for caption_id in split.caption_ids]
     videos = _embed(model.embed_videos, video_sequences, bank.steps(max_video_seconds), device)
-    texts = _embed(model.embed_texts, text_sequences, NO_TRUNCATION, device)
-    return videos, texts
+    if model.t5_encoder is None:
+        text_sequences = [bank.texts[caption_id] for caption_id in split.caption_ids]
+        return videos, _embed(model.embed_texts, text_sequences, NO_TRUNCATION, device)
+    token_ids = [bank.token_ids[caption_id][:, None] for caption_id in split.caption_ids]
+    return videos, _embed(_embed_token_ids(model), token_ids, NO_TRUNCATION, device)
+
+
+def _embed_token_ids(model: SupportSetModel):
+    """embed_texts for token ids padded as (B, L, 1) float columns."""
+    return lambda ids, valid: model.embed_texts(ids[..., 0].long(), valid)
 
 
 def _embed(embed, sequences: list[np.ndarray], max_len: int, device: torch.device) -> np.ndarray:

@@ -1,7 +1,9 @@
 """The support-set model: a video and a text pooling head into one joint space.
 
 c_v = Psi(e_v) from visual features (B, T, D_v); c_t = Phi(e_t) from T5 token states
-(B, L, D_t); both (B, d), L2-normalised so that dot products are cosine similarities.
+(B, L, D_t), or from token ids through a T5 encoder trained with the heads when
+`text_encoder` is 'finetune' (the paper's setting); both (B, d), L2-normalised so that
+dot products are cosine similarities.
 With `input_norm: standardize` the visual features are first shifted and scaled per
 dimension by statistics of the training split (stored in the checkpoint); the paper feeds
 pre-trained features unchanged, which is the default.
@@ -12,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import transformers
 from torch import nn
 from torch.nn import functional
 
@@ -35,14 +38,24 @@ class ModelConfig:
     input_norm: str = "none"  # none | standardize: visual features to zero mean, unit variance
     video_pre_encoder: str = "mlp"  # mlp | cnn (kernels 2, 3, 4, 6)
     text_pre_encoder: str = "gru"  # gru | cnn
+    text_encoder: str = "frozen"  # frozen: cached T5 states; finetune: T5 encoder trained too
 
 
 class SupportSetModel(nn.Module):
     """Video and text pooling heads; `forward` returns normalised (c_v, c_t), each (B, d)."""
 
-    def __init__(self, config: ModelConfig, video_dim: int, text_dim: int) -> None:
+    def __init__(
+        self,
+        config: ModelConfig,
+        video_dim: int,
+        text_dim: int,
+        t5_encoder: transformers.T5EncoderModel | None = None,
+    ) -> None:
         super().__init__()
+        if (config.text_encoder == "finetune") != (t5_encoder is not None):
+            raise ValueError("model.text_encoder 'finetune' needs the T5 encoder, 'frozen' none")
         self.config = config
+        self.t5_encoder = t5_encoder
         head = dict(
             dim=config.dim,
             heads=config.heads,
@@ -71,9 +84,12 @@ class SupportSetModel(nn.Module):
         c_v = functional.normalize(self.video_head.pool(e_v, e_valid), dim=-1)
         return c_v, e_v, e_valid
 
-    def embed_texts(self, states: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """(B, L, D_t), (B, L) bool -> (B, d) unit vectors."""
-        return functional.normalize(self.text_head(states, valid), dim=-1)
+    def embed_texts(self, text: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Cached T5 states (B, L, D_t), or token ids (B, L) when the T5 encoder is
+        fine-tuned, with their (B, L) mask -> (B, d) unit vectors."""
+        if self.t5_encoder is not None:
+            text = self.t5_encoder(input_ids=text, attention_mask=valid.long()).last_hidden_state
+        return functional.normalize(self.text_head(text, valid), dim=-1)
 
     def forward(
         self,

@@ -9,6 +9,7 @@ checkpoint keeps the best epoch's weights. The test split is never looked at her
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import sys
 import time
@@ -18,9 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import transformers
 from tqdm import tqdm
 
 from supportset.distributed import rank_and_size, sum_gradients
+from supportset.features.text import load_t5_encoder
 from supportset.io import atomic_path
 from supportset.losses import contrastive_loss
 from supportset.model.decoder import load_caption_decoder
@@ -90,7 +93,13 @@ def train(
     seed_everything(config.seed)
     device = pick_device()
     rank, size = rank_and_size()
-    model = SupportSetModel(model_config, bank.video_dim, bank.text_dim)  # same on every rank
+    t5_encoder = None
+    if model_config.text_encoder == "finetune":
+        if text_model is None:
+            raise ValueError("model.text_encoder 'finetune' needs the T5 model (text_model)")
+        t5_encoder = load_t5_encoder(text_model)
+    text_dim = t5_encoder.config.d_model if t5_encoder is not None else bank.text_dim
+    model = SupportSetModel(model_config, bank.video_dim, text_dim, t5_encoder)  # same on all ranks
     if config.init_from:
         initialise_from(model, config.init_from)
     elif model_config.input_norm == "standardize":
@@ -160,7 +169,7 @@ def train(
         save_state(saved, key, progress, objective, optimizer, order_rng, rank)
     scalars.close()
     if rank == 0:
-        save_checkpoint(model_out, best_state, model_config, bank, best)
+        save_checkpoint(model_out, best_state, model, bank, best)
         write_log(log_out, rows)
         plot_curves(log_out, Path(log_out).with_name("train_curves.png"))
     return best
@@ -183,14 +192,17 @@ def validate(
 
 
 def save_checkpoint(
-    path: str | Path, state: dict, model_config: ModelConfig, bank: FeatureBank, best: dict
+    path: str | Path, state: dict, model: SupportSetModel, bank: FeatureBank, best: dict
 ) -> None:
-    """Atomic checkpoint loadable with torch.load(weights_only=True)."""
+    """Atomic checkpoint loadable with torch.load(weights_only=True); with a fine-tuned T5
+    encoder it also holds that encoder's configuration (JSON) and weights."""
+    t5 = model.t5_encoder
     checkpoint = {
         "model": state,
-        "model_config": asdict(model_config),
+        "model_config": asdict(model.config),
         "video_dim": bank.video_dim,
-        "text_dim": bank.text_dim,
+        "text_dim": t5.config.d_model if t5 is not None else bank.text_dim,
+        "t5_config": t5.config.to_json_string() if t5 is not None else "",
         "best": best,
     }
     with atomic_path(path) as temporary:
@@ -211,8 +223,15 @@ def initialise_from(model: SupportSetModel, path: str | Path) -> None:
 def load_model(path: str | Path, device: torch.device) -> SupportSetModel:
     """The model of a checkpoint written by `save_checkpoint`, in eval mode on `device`."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    t5_encoder = None
+    if checkpoint.get("t5_config"):
+        config = transformers.T5Config.from_dict(json.loads(checkpoint["t5_config"]))
+        t5_encoder = transformers.T5EncoderModel(config)
     model = SupportSetModel(
-        ModelConfig(**checkpoint["model_config"]), checkpoint["video_dim"], checkpoint["text_dim"]
+        ModelConfig(**checkpoint["model_config"]),
+        checkpoint["video_dim"],
+        checkpoint["text_dim"],
+        t5_encoder,
     )
     model.load_state_dict(checkpoint["model"])
     return model.to(device).eval()

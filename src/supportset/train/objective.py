@@ -82,7 +82,7 @@ class Objective(nn.Module):
         c_v_local, e_v_local, e_valid_local = self.model.encode_videos(
             batch.video, batch.video_valid
         )  # (b, d), (b, T', d), (b, T')
-        c_t_local = self.model.embed_texts(batch.text, batch.text_valid)  # (b, d)
+        c_t_local = self.model.embed_texts(*text_input(self.model, batch))  # (b, d)
         c_v, c_t = gather(c_v_local), gather(c_t_local)  # (B, d): the global batch
         contrast = self.contrast(c_v, c_t)
         share = contrast / size
@@ -102,6 +102,13 @@ class Objective(nn.Module):
             "contrast": contrast.detach(),
             "caption": all_sum(caption_share.detach()),
         }
+
+
+def text_input(model: SupportSetModel, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the text head reads: token ids when the T5 encoder is fine-tuned, else states."""
+    if model.t5_encoder is not None:
+        return batch.tokens, batch.token_valid
+    return batch.text, batch.text_valid
 
 
 def sample_captions(
