@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from supportset.losses import HardNegativeTripletLoss, InfoNCELoss
+from supportset.losses import HardNegativeTripletLoss, InfoNCELoss, MILNCELoss
 from supportset.model.pooling import MaskedBatchNorm1d
 from supportset.model.supportset import ModelConfig, SupportSetModel
 
@@ -123,3 +123,24 @@ def test_masked_batchnorm_equals_torch_batchnorm_on_valid_positions():
     torch.testing.assert_close(ours.running_var, reference.running_var)
     ours.eval(), reference.eval()
     torch.testing.assert_close(ours(x, valid)[valid], reference(x[valid]))
+
+
+def test_milnce_matches_hand_computation_and_reduces_to_symmetric_nce():
+    video = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    text = torch.tensor([[0.8, 0.6], [1.0, 0.0], [0.6, 0.8]])
+    owners = torch.tensor([0, 0, 1])
+    scores = video @ text.T / 0.5  # (2, 3)
+    e = scores.exp()
+    # video 0: positives t0, t1; negatives t2 with v0, and v1 with t0 and t1
+    positives = e[0, 0] + e[0, 1]
+    expected0 = -torch.log(positives / (positives + e[0, 2] + e[1, 0] + e[1, 1]))
+    # video 1: positive t2; negatives t0, t1 with v1, and v0 with t2
+    expected1 = -torch.log(e[1, 2] / (e[1, 2] + e[1, 0] + e[1, 1] + e[0, 2]))
+    loss = MILNCELoss(0.5)(video, text, owners)
+    assert loss.item() == pytest.approx(((expected0 + expected1) / 2).item(), rel=1e-5)
+
+
+def test_pair_losses_refuse_several_captions_per_video():
+    video, text = torch.eye(2), torch.eye(3)[:, :2]
+    with pytest.raises(ValueError, match="one caption per video"):
+        HardNegativeTripletLoss()(video, text, torch.tensor([0, 0, 1]))

@@ -12,7 +12,7 @@ from supportset.train.objective import Batch, Objective
 class NoContrast(torch.nn.Module):
     """A contrastive loss of zero, to look at the captioning gradients alone."""
 
-    def forward(self, video, text):
+    def forward(self, video, text, owners=None):
         return (video.sum() + text.sum()) * 0
 
 
@@ -99,3 +99,14 @@ def test_cross_captioning_gradients_reach_both_heads(tiny_t5):
     for head in (model.video_head, model.text_head):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
     assert model.text_head.aggregation_token.grad.abs().sum() > 0  # only via the weights
+
+
+def test_support_weights_for_several_captions_per_video():
+    c_t, c_v = unit(6, seed=1), unit(3, seed=2)
+    owners = torch.tensor([0, 0, 1, 1, 2, 2])
+    cross = support_weights(c_t, c_v, "cross", 0.1, owners=owners)
+    assert cross.shape == (6, 3)
+    assert torch.all(cross[torch.arange(6), owners] == 0)
+    torch.testing.assert_close(cross.sum(dim=1), torch.ones(6))
+    identity = support_weights(c_t, c_v, "identity", 0.1, owners=owners)
+    assert identity.argmax(dim=1).tolist() == owners.tolist()

@@ -220,3 +220,18 @@ def test_finetuned_t5_encoder_is_trained_saved_and_used_for_export(tmp_path):
     name = "encoder.block.0.layer.0.SelfAttention.q.weight"
     assert not torch.equal(trained.t5_encoder.state_dict()[name], original.state_dict()[name])
     assert validate(trained, bank, val_split, 6, torch.device("cpu"))["rsum"] == best["rsum"]
+
+
+def test_milnce_training_with_several_captions_per_video(tmp_path):
+    t5 = save_tiny_t5(tmp_path / "t5")
+    bank, train_split, val_split = synthetic_bank()
+    config = TrainConfig(
+        **{**TRAINING.__dict__, "loss": "milnce", "captions_per_video": 2, "captioning": "cross"}
+    )
+    best = train(
+        bank, train_split, val_split, MODEL, config, tmp_path / "m.pt", tmp_path / "l.csv", t5
+    )
+    assert best["t2v_R@1"] > 3 * 100 / len(val_split.video_ids)
+    with pytest.raises(ValueError, match=r"needs training\.loss milnce"):
+        triplet = TrainConfig(**{**config.__dict__, "loss": "triplet"})
+        train(bank, train_split, val_split, MODEL, triplet, tmp_path / "x.pt", tmp_path / "x.csv")

@@ -11,6 +11,12 @@ InfoNCE with temperature tau: cross-entropy of each caption over the videos and 
 video over the captions, averaged over both directions.
 `intra_modal=True` adds same-modality negatives: for caption i the other captions t_j
 (s(t_i, t_j) against s(t_i, v_i)), for video i the other videos v_j.
+MIL-NCE (Miech et al. 2020) takes several captions per video: video i's bag of positive
+captions P_i against the negatives on both sides of the bag, the other captions with v_i
+and the other videos with each caption of P_i:
+  L = 1/B sum_i -log( sum_{p in P_i} e^{s(v_i, t_p)/tau}
+                      / (sum_{p in P_i} e^{s(v_i, t_p)/tau} + sum_{negatives} e^{s/tau}) )
+The other losses need one caption per video (`owners` None or the identity).
 """
 
 from __future__ import annotations
@@ -43,8 +49,11 @@ class HardNegativeTripletLoss(nn.Module):
         self.negatives = negatives
         self.intra_modal = intra_modal
 
-    def forward(self, video: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, video: torch.Tensor, text: torch.Tensor, owners: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """video, text: (B, d) unit vectors, row i of each a positive pair -> scalar loss."""
+        _require_pairs(video, text, owners)
         scores = text @ video.T  # (B, B): scores[i, j] = s(t_i, v_j)
         positives = scores.diagonal().unsqueeze(1)  # (B, 1)
         loss = _hinges(positives, scores, self.margin, self.negatives)  # caption anchors
@@ -63,8 +72,11 @@ class InfoNCELoss(nn.Module):
         self.temperature = temperature
         self.intra_modal = intra_modal
 
-    def forward(self, video: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, video: torch.Tensor, text: torch.Tensor, owners: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """video, text: (B, d) unit vectors, row i of each a positive pair -> scalar loss."""
+        _require_pairs(video, text, owners)
         scores = text @ video.T / self.temperature  # (B, B)
         targets = torch.arange(len(scores), device=scores.device)
         if not self.intra_modal:
@@ -83,6 +95,41 @@ class InfoNCELoss(nn.Module):
         )
 
 
+class MILNCELoss(nn.Module):
+    """MIL-NCE over bags of captions: video (B, d), text (N, d), owners (N,) video of each."""
+
+    def __init__(self, temperature: float = 0.05) -> None:
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(
+        self, video: torch.Tensor, text: torch.Tensor, owners: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if owners is None:
+            owners = torch.arange(len(text), device=text.device)
+        scores = video @ text.T / self.temperature  # (B, N): s(v_i, t_p)
+        positive = owners[None, :] == torch.arange(len(video), device=video.device)[:, None]
+        minus_inf = float("-inf")
+        numerator = scores.masked_fill(~positive, minus_inf).logsumexp(dim=1)  # (B,)
+        with_captions = scores.logsumexp(dim=1)  # positives and the other captions with v_i
+        other_videos = scores.masked_fill(positive, minus_inf).logsumexp(dim=0)  # (N,)
+        with_videos = other_videos[None, :].masked_fill(~positive, minus_inf).logsumexp(dim=1)
+        denominator = torch.logaddexp(with_captions, with_videos)  # (B,)
+        return (denominator - numerator).mean()
+
+
+def _require_pairs(video: torch.Tensor, text: torch.Tensor, owners: torch.Tensor | None) -> None:
+    pairs = owners is None or (
+        len(owners) == len(video)
+        and torch.equal(owners, torch.arange(len(video), device=owners.device))
+    )
+    if not pairs or len(video) != len(text):
+        raise ValueError(
+            "this contrastive loss needs one caption per video; use training.loss milnce "
+            "with training.captions_per_video above 1"
+        )
+
+
 def contrastive_loss(
     kind: str, margin: float, negatives: str, intra_modal: bool, temperature: float
 ) -> nn.Module:
@@ -91,4 +138,6 @@ def contrastive_loss(
         return HardNegativeTripletLoss(margin, negatives, intra_modal)
     if kind == "infonce":
         return InfoNCELoss(temperature, intra_modal)
+    if kind == "milnce":
+        return MILNCELoss(temperature)
     raise ValueError(f"unknown contrastive loss '{kind}'")

@@ -16,6 +16,7 @@ and a mixed position is valid where any weighted video is.
 from __future__ import annotations
 
 import torch
+from torch.nn import functional
 
 
 def support_weights(
@@ -25,10 +26,14 @@ def support_weights(
     temperature: float,
     support_size: int = 0,
     generator: torch.Generator | None = None,
+    owners: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Attention weights (B, B), rows summing to one; c_t, c_v are (B, d) unit vectors."""
-    batch = len(c_t)
-    identity = torch.eye(batch, device=c_t.device)
+    """Attention weights (N, B), rows summing to one, for captions c_t (N, d) over videos
+    c_v (B, d), unit vectors; owners (N,) is each caption's own video (default: caption
+    i belongs to video i, N = B)."""
+    if owners is None:
+        owners = torch.arange(len(c_t), device=c_t.device)
+    identity = functional.one_hot(owners, len(c_v)).to(c_t.dtype)  # (N, B)
     if variant == "identity":
         return identity
     if variant not in ("full", "hybrid", "cross"):
@@ -38,7 +43,7 @@ def support_weights(
     )
     if support_size > 0:
         allowed &= _random_subsets(allowed, support_size, generator)
-    logits = (c_t @ c_v.T / temperature).masked_fill(~allowed, float("-inf"))  # (B, B)
+    logits = (c_t @ c_v.T / temperature).masked_fill(~allowed, float("-inf"))  # (N, B)
     weights = logits.softmax(dim=1)
     return 0.5 * (identity + weights) if variant == "hybrid" else weights
 

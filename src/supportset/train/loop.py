@@ -60,7 +60,8 @@ class TrainConfig:
     lr: float = 5e-5  # Adam learning rate
     grad_clip: float = 0.2  # gradient norm clipping
     epochs: int = 20  # passes over the training videos
-    loss: str = "triplet"  # contrastive loss: triplet | infonce (Table 2e)
+    loss: str = "triplet"  # contrastive loss: triplet | infonce (Table 2e) | milnce
+    captions_per_video: int = 1  # captions of each video in a batch (>1: MIL-NCE positives)
     margin: float = 0.2  # triplet margin alpha
     negatives: str = "hardest"  # triplet over the hardest negative, or the sum of all
     intra_modal: bool = False  # add same-modality negatives (Table 2e, inter+intra)
@@ -90,6 +91,8 @@ def train(
     `text_model` (a T5 name or folder) provides the caption decoder when captioning is on;
     `input_files` (the shards) decide, with the settings, whether a saved state resumes.
     """
+    if config.captions_per_video > 1 and config.loss != "milnce":
+        raise ValueError("training.captions_per_video above 1 needs training.loss milnce")
     seed_everything(config.seed)
     device = pick_device()
     rank, size = rank_and_size()
@@ -137,10 +140,15 @@ def train(
         batches = _epoch_batches(train_split, config.batch_size, order_rng, size)
         quiet = rank != 0 or not sys.stderr.isatty()  # no bar in job logs or on other ranks
         for video_ids in tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=quiet):
-            caption_ids = sample_captions(train_split.captions_of_video, video_ids, order_rng)
+            caption_ids = sample_captions(
+                train_split.captions_of_video, video_ids, order_rng, config.captions_per_video
+            )
             mine = slice(rank * len(video_ids) // size, (rank + 1) * len(video_ids) // size)
+            my_captions = slice(
+                rank * len(caption_ids) // size, (rank + 1) * len(caption_ids) // size
+            )
             batch = Batch.gather(
-                bank, video_ids[mine], caption_ids[mine], config.max_video_seconds, device
+                bank, video_ids[mine], caption_ids[my_captions], config.max_video_seconds, device
             )
             losses = _train_step(
                 objective, optimizer, batch, config.grad_clip, config.caption_weight

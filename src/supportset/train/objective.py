@@ -83,16 +83,23 @@ class Objective(nn.Module):
             batch.video, batch.video_valid
         )  # (b, d), (b, T', d), (b, T')
         c_t_local = self.model.embed_texts(*text_input(self.model, batch))  # (b, d)
-        c_v, c_t = gather(c_v_local), gather(c_t_local)  # (B, d): the global batch
-        contrast = self.contrast(c_v, c_t)
+        c_v, c_t = gather(c_v_local), gather(c_t_local)  # (B, d), (N, d): the global batch
+        owners = torch.arange(len(c_v), device=c_v.device).repeat_interleave(len(c_t) // len(c_v))
+        contrast = self.contrast(c_v, c_t, owners)
         share = contrast / size
         if self.decoder is None:
             return {"loss": share, "contrast": contrast.detach(), "caption": torch.zeros(())}
         e_v = gather(e_v_local)  # (B, T', d)
         e_valid = gather(e_valid_local.float()) > 0.5
         weights = support_weights(
-            c_t, c_v, self.captioning, self.temperature, self.support_set_size, self.generator
-        )  # (B, B), identical on every rank
+            c_t,
+            c_v,
+            self.captioning,
+            self.temperature,
+            self.support_set_size,
+            self.generator,
+            owners,
+        )  # (N, B), identical on every rank
         local = slice(rank * len(c_t_local), (rank + 1) * len(c_t_local))
         memory, memory_valid = mix(weights[local], e_v, e_valid)  # (b, T', d)
         nll, tokens = self.decoder(memory, memory_valid, batch.tokens, batch.token_valid)
@@ -112,7 +119,18 @@ def text_input(model: SupportSetModel, batch: Batch) -> tuple[torch.Tensor, torc
 
 
 def sample_captions(
-    captions_of_video: dict[str, list[str]], video_ids: list[str], rng: np.random.Generator
+    captions_of_video: dict[str, list[str]],
+    video_ids: list[str],
+    rng: np.random.Generator,
+    per_video: int = 1,
 ) -> list[str]:
-    """One caption per video, drawn at random."""
-    return [rng.choice(captions_of_video[video_id]) for video_id in video_ids]
+    """`per_video` captions of each video drawn at random (without repeats when it has
+    enough), grouped by video in the order of `video_ids`."""
+    drawn = []
+    for video_id in video_ids:
+        captions = captions_of_video[video_id]
+        if per_video == 1:
+            drawn.append(rng.choice(captions))
+        else:
+            drawn.extend(rng.choice(captions, size=per_video, replace=len(captions) < per_video))
+    return drawn
