@@ -4,20 +4,14 @@ are not available offline stop the run there, with a message that says how to pr
 
 from __future__ import annotations
 
-from supportset.features import backbones
 from supportset.features.text import TextSettings, check_model_available
-from supportset.features.visual import VisualSettings
+from supportset.features.visual import VisualSettings, check_weights
 from supportset.settings import from_mapping
 
 
 def check_offline_weights(features: dict, text: dict) -> None:
     """Raise WeightsError or TextModelError for a dataset's missing weights."""
-    visual = from_mapping(VisualSettings, features)
-    backbones.resolve_weights(
-        visual.appearance.arch, visual.appearance.weights, "features.appearance.weights"
-    )
-    backbones.resolve_weights(visual.motion.arch, visual.motion.weights, "features.motion.weights")
-    backbones.check_clip_len(visual.motion.weights, visual.motion.clip_len)
+    check_weights(from_mapping(VisualSettings, features))
     text_settings = from_mapping(TextSettings, text)
     if text_settings.model != "tiny":
         check_model_available(text_settings.model)

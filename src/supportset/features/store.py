@@ -221,14 +221,18 @@ def sequence_array(sequences: list[np.ndarray], dim: int, dtype: str) -> pa.List
     return pa.ListArray.from_arrays(pa.array(offsets), vectors)
 
 
-def sequences_from_column(column: pa.ChunkedArray) -> list[np.ndarray]:
-    """Inverse of `sequence_array`: float32 arrays of shape (T_i, D), one per row."""
+def sequences_from_column(column: pa.ChunkedArray, dtype=np.float32) -> list[np.ndarray]:
+    """Inverse of the writer's list columns: one array per row, (T_i, D) for vectors or
+    (T_i,) for scalars, as `dtype`."""
     array = column.combine_chunks()
-    dim = array.type.value_type.list_size
-    flat = array.flatten().flatten().to_numpy(zero_copy_only=False).astype(np.float32)
-    vectors = flat.reshape(-1, dim)
+    values = array.flatten()
+    if pa.types.is_fixed_size_list(values.type):
+        dim = values.type.list_size
+        values = values.flatten().to_numpy(zero_copy_only=False).astype(dtype).reshape(-1, dim)
+    else:
+        values = values.to_numpy(zero_copy_only=False).astype(dtype)
     offsets = array.offsets.to_numpy()
-    return [vectors[start:stop] for start, stop in itertools.pairwise(offsets)]
+    return [values[start:stop] for start, stop in itertools.pairwise(offsets)]
 
 
 def write_visual_shard(
@@ -255,44 +259,25 @@ def write_rejects(path: str | Path, id_column: str, rejects: Iterable[tuple[str,
 
 
 def read_sequences(
-    paths: Iterable[str | Path], id_column: str, value_column: str
+    paths: Iterable[str | Path], id_column: str, value_column: str, dtype=np.float32
 ) -> dict[str, np.ndarray]:
-    """Map id -> float32 array (T, D) of `value_column` over all `paths` (any format)."""
+    """Map id -> array of `value_column` ((T, D) vectors or (T,) values, as `dtype`) over
+    all `paths`, Parquet or HDF5."""
     sequences: dict[str, np.ndarray] = {}
     for path in paths:
         if Path(path).suffix == ".h5":
-            sequences.update(_read_hdf5_sequences(path, id_column, value_column))
+            sequences.update(_read_hdf5_sequences(path, id_column, value_column, dtype))
             continue
         table = pq.read_table(path, columns=[id_column, value_column])
         ids = table.column(id_column).to_pylist()
-        sequences.update(zip(ids, sequences_from_column(table.column(value_column)), strict=True))
+        rows = sequences_from_column(table.column(value_column), dtype)
+        sequences.update(zip(ids, rows, strict=True))
     return sequences
 
 
 def read_token_ids(paths: Iterable[str | Path]) -> dict[str, np.ndarray]:
     """Map caption_id -> int64 token ids (L,) over all text shards `paths`."""
-    token_ids: dict[str, np.ndarray] = {}
-    for path in paths:
-        if Path(path).suffix == ".h5":
-            import h5py
-
-            with h5py.File(path, "r") as handle:
-                ids = [value.decode() for value in handle["caption_id"][:]]
-                offsets = handle["offsets"][:]
-                values = handle["token_ids"][:].astype(np.int64)
-            token_ids.update(
-                (caption_id, values[start:stop])
-                for caption_id, (start, stop) in zip(ids, itertools.pairwise(offsets), strict=True)
-            )
-            continue
-        table = pq.read_table(path, columns=["caption_id", "token_ids"])
-        for caption_id, ids in zip(
-            table.column("caption_id").to_pylist(),
-            table.column("token_ids").to_pylist(),
-            strict=True,
-        ):
-            token_ids[caption_id] = np.array(ids, dtype=np.int64)
-    return token_ids
+    return read_sequences(paths, "caption_id", "token_ids", np.int64)
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -307,14 +292,14 @@ def read_metadata(path: str | Path) -> dict:
 
 
 def _read_hdf5_sequences(
-    path: str | Path, id_column: str, value_column: str
+    path: str | Path, id_column: str, value_column: str, dtype
 ) -> dict[str, np.ndarray]:
     import h5py
 
     with h5py.File(path, "r") as handle:
         ids = [value.decode() for value in handle[id_column][:]]
         offsets = handle["offsets"][:]
-        values = handle[value_column][:].astype(np.float32)
+        values = handle[value_column][:].astype(dtype)
     return {
         row_id: values[start:stop]
         for row_id, (start, stop) in zip(ids, itertools.pairwise(offsets), strict=True)

@@ -192,8 +192,8 @@ def shard_videos(videos: list[dict], shard: int, num_shards: int) -> list[dict]:
     return videos[shard::num_shards]
 
 
-def check_settings(settings: VisualSettings, out: str | Path) -> None:
-    """Stop before any work: weights not available offline, or a path of the wrong format."""
+def check_weights(settings: VisualSettings) -> None:
+    """Raise WeightsError unless both backbones' weights load offline and fit clip_len."""
     backbones.resolve_weights(
         settings.appearance.arch, settings.appearance.weights, "features.appearance.weights"
     )
@@ -201,6 +201,11 @@ def check_settings(settings: VisualSettings, out: str | Path) -> None:
         settings.motion.arch, settings.motion.weights, "features.motion.weights"
     )
     backbones.check_clip_len(settings.motion.weights, settings.motion.clip_len)
+
+
+def check_settings(settings: VisualSettings, out: str | Path) -> None:
+    """Stop before any work: weights not available offline, or a path of the wrong format."""
+    check_weights(settings)
     if Path(out).suffix != SHARD_SUFFIXES[settings.format]:
         raise ValueError(f"features.format is {settings.format} but the output is {out}")
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
 
 from supportset.model.supportset import SupportSetModel
-from supportset.train.data import FeatureBank, SplitData, pad_batch
+from supportset.train.data import FeatureBank, SplitData, pad_batch, pad_token_ids
 
 EVAL_BATCH = 256
 NO_TRUNCATION = 1 << 30
@@ -24,22 +26,21 @@ def embed_split(
     `max_video_seconds`, and captions (N_c, d), float32, in the split's order, eval mode."""
     model.eval()
     video_sequences = [bank.videos[video_id] for video_id in split.video_ids]
-    videos = _embed(model.embed_videos, video_sequences, bank.steps(max_video_seconds), device)
+    pad_videos = partial(pad_batch, max_len=bank.steps(max_video_seconds))
+    videos = _embed(model.embed_videos, video_sequences, pad_videos, device)
     if model.t5_encoder is None:
         text_sequences = [bank.texts[caption_id] for caption_id in split.caption_ids]
-        return videos, _embed(model.embed_texts, text_sequences, NO_TRUNCATION, device)
-    token_ids = [bank.token_ids[caption_id][:, None] for caption_id in split.caption_ids]
-    return videos, _embed(_embed_token_ids(model), token_ids, NO_TRUNCATION, device)
+        pad = partial(pad_batch, max_len=NO_TRUNCATION)
+    else:
+        text_sequences = [bank.token_ids[caption_id] for caption_id in split.caption_ids]
+        pad = pad_token_ids
+    return videos, _embed(model.embed_texts, text_sequences, pad, device)
 
 
-def _embed_token_ids(model: SupportSetModel):
-    """embed_texts for token ids padded as (B, L, 1) float columns."""
-    return lambda ids, valid: model.embed_texts(ids[..., 0].long(), valid)
-
-
-def _embed(embed, sequences: list[np.ndarray], max_len: int, device: torch.device) -> np.ndarray:
+def _embed(embed, sequences: list[np.ndarray], pad, device: torch.device) -> np.ndarray:
+    """`embed` over `sequences` in batches of EVAL_BATCH, each padded by `pad`."""
     outputs = []
     for start in range(0, len(sequences), EVAL_BATCH):
-        batch, valid = pad_batch(sequences[start : start + EVAL_BATCH], max_len)
+        batch, valid = pad(sequences[start : start + EVAL_BATCH])
         outputs.append(embed(batch.to(device), valid.to(device)).float().cpu())
     return torch.cat(outputs).numpy()

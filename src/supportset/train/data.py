@@ -101,6 +101,17 @@ class FeatureBank:
         )
 
 
+def pad_token_ids(sequences: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids (L_i,) padded with 0 into (B, L) int64, with the (B, L) validity mask."""
+    width = max(len(sequence) for sequence in sequences)
+    ids = torch.zeros(len(sequences), width, dtype=torch.long)
+    valid = torch.zeros(len(sequences), width, dtype=torch.bool)
+    for row, sequence in enumerate(sequences):
+        ids[row, : len(sequence)] = torch.from_numpy(sequence)
+        valid[row, : len(sequence)] = True
+    return ids, valid
+
+
 def pad_batch(sequences: list[np.ndarray], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack sequences (T_i, D) truncated to `max_len` into (B, T, D) zeros-padded and a
     (B, T) validity mask, T = the longest truncated length."""

@@ -12,7 +12,7 @@ from supportset.distributed import all_sum, gather, rank_and_size
 from supportset.model.decoder import CaptionDecoder
 from supportset.model.support_set import mix, support_weights
 from supportset.model.supportset import SupportSetModel
-from supportset.train.data import FeatureBank, pad_batch
+from supportset.train.data import FeatureBank, pad_batch, pad_token_ids
 
 
 @dataclass
@@ -39,13 +39,13 @@ class Batch:
             [bank.videos[v] for v in video_ids], bank.steps(max_video_seconds)
         )
         text, text_valid = pad_batch([bank.texts[c] for c in caption_ids], 1 << 30)
-        tokens, token_valid = pad_batch([bank.token_ids[c][:, None] for c in caption_ids], 1 << 30)
+        tokens, token_valid = pad_token_ids([bank.token_ids[c] for c in caption_ids])
         return cls(
             video.to(device),
             video_valid.to(device),
             text.to(device),
             text_valid.to(device),
-            tokens[..., 0].long().to(device),
+            tokens.to(device),
             token_valid.to(device),
         )
 
