@@ -1,12 +1,17 @@
+import multiprocessing
+import pickle
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 from supportset.features.store import (
+    ShardSequences,
     ShardWriter,
     read_metadata,
     read_sequences,
     text_schema,
+    visual_schema,
     write_rejects,
     write_visual_shard,
 )
@@ -37,6 +42,22 @@ def test_parquet_schema_is_the_data_contract(tmp_path):
     assert str(schema.field("timestamps").type) == "list<element: float>"
     assert schema.field("features").type.value_type.list_size == 6
     assert str(schema.field("features").type.value_type.value_type) == "halffloat"
+
+
+def test_parquet_vectors_are_stored_for_fast_random_reads(tmp_path):
+    path = tmp_path / "s.parquet"
+    features = [np.full((2, 6), i, np.float32) for i in range(40)]
+    write_visual_shard(
+        path, [f"v{i}" for i in range(40)], [np.zeros(2)] * 40, features, 6, "float16", {}
+    )
+    metadata = pq.ParquetFile(path).metadata
+    assert [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)] == [16, 16, 8]
+    encodings = {
+        metadata.row_group(0).column(c).path_in_schema: metadata.row_group(0).column(c).encodings
+        for c in range(3)
+    }
+    assert "RLE_DICTIONARY" in encodings["video_id"]
+    assert "RLE_DICTIONARY" not in encodings["features.list.element.list.element"]
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".h5"])
@@ -87,3 +108,66 @@ def test_values_beyond_float16_are_refused_naming_the_video(tmp_path):
         write_visual_shard(
             tmp_path / "n.h5", ["v8"], [np.zeros(1)], [np.full((1, 4), np.nan)], 4, "float32", {}
         )
+
+
+def write_many(path, count: int, rows_per_group: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """A visual shard of `count` videos of 1-6 steps; returns what was written."""
+    rng = np.random.default_rng(seed)
+    written = {
+        f"{path.stem}-{i}": rng.normal(size=(rng.integers(1, 7), 8)).astype(np.float32)
+        for i in range(count)
+    }
+    with ShardWriter(path, visual_schema(8, "float32"), {}, rows_per_group) as writer:
+        for video_id, features in written.items():
+            writer.write((video_id,), (np.zeros(len(features), np.float32), features))
+    return written
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".h5"])
+def test_rows_are_read_on_demand_with_a_bounded_cache(tmp_path, suffix):
+    written = {
+        **write_many(tmp_path / f"a{suffix}", 50, rows_per_group=8),
+        **write_many(tmp_path / f"b{suffix}", 30, rows_per_group=8, seed=1),
+    }
+    one_group = 8 * 6 * 8 * 4  # rows x most steps x dim x bytes
+    store = ShardSequences(
+        [tmp_path / f"a{suffix}", tmp_path / f"b{suffix}"], "video_id", "features",
+        cache_bytes=one_group * 2,
+    )  # fmt: skip
+    assert len(store) == 80 and "b-29" in store and "c-0" not in store
+    order = np.random.default_rng(0).permutation(list(written))
+    for video_id in [*order, *order[:10]]:
+        np.testing.assert_array_equal(store[video_id], written[video_id])
+        assert store._cached_bytes <= one_group * 2
+    store[order[0]][:] = 7  # a copy: the cached row is untouched
+    np.testing.assert_array_equal(store[order[0]], written[order[0]])
+
+
+def test_an_id_in_two_shards_is_an_error_naming_both(tmp_path):
+    write_many(tmp_path / "b.parquet", 3, 2)
+    (tmp_path / "b.parquet").rename(tmp_path / "first.parquet")
+    write_many(tmp_path / "b.parquet", 1, 2)
+    paths = [tmp_path / "first.parquet", tmp_path / "b.parquet"]
+    with pytest.raises(ValueError, match=r"video_id 'b-0' is in both .*first.parquet and .*"):
+        ShardSequences(paths, "video_id", "features")
+
+
+def _read_in_child(store, video_id, queue):
+    queue.put(store[video_id])
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".h5"])
+def test_forked_and_pickled_copies_open_their_own_files(tmp_path, suffix):
+    written = write_many(tmp_path / f"s{suffix}", 10, 4)
+    store = ShardSequences([tmp_path / f"s{suffix}"], "video_id", "features")
+    np.testing.assert_array_equal(store["s-0"], written["s-0"])  # opens the file here
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_read_in_child, args=(store, "s-9", queue))
+    child.start()
+    np.testing.assert_array_equal(queue.get(timeout=30), written["s-9"])
+    child.join(timeout=30)
+    assert child.exitcode == 0 and store._open
+    copy = pickle.loads(pickle.dumps(store))
+    assert not copy._open and not copy._cache
+    np.testing.assert_array_equal(copy["s-5"], written["s-5"])

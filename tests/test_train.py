@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from supportset.features.store import ShardWriter, text_schema, visual_schema
 from supportset.model.supportset import ModelConfig
 from supportset.train.data import FeatureBank, SplitData, pad_batch
 from supportset.train.loop import TrainConfig, load_model, train, validate
@@ -93,6 +94,40 @@ def test_training_is_repeatable(tmp_path):
             [line.rsplit(",", 1)[0] for line in (tmp_path / f"{run}.csv").read_text().splitlines()]
         )
     assert logs[0] == logs[1]  # everything but the wall-clock seconds column
+
+
+def write_bank_shards(folder, bank: FeatureBank) -> FeatureBank:
+    """The bank written to two visual shards and one text shard, loaded back lazily."""
+    folder.mkdir()
+    video_ids = list(bank.videos)
+    visual = [folder / "v0.parquet", folder / "v1.h5"]
+    for path, ids in zip(visual, (video_ids[:40], video_ids[40:]), strict=True):
+        with ShardWriter(path, visual_schema(12, "float32"), {}, rows_per_group=4) as writer:
+            for video_id in ids:
+                features = bank.videos[video_id]
+                writer.write((video_id,), (np.zeros(len(features), np.float32), features))
+    with ShardWriter(folder / "t.parquet", text_schema(10, "float32"), {}, 16) as writer:
+        for caption_id, states in bank.texts.items():
+            ids = bank.token_ids[caption_id]
+            writer.write((caption_id, caption_id.split("_")[0]), (ids, states), (len(ids),))
+    return FeatureBank.load(visual, [folder / "t.parquet"], cache_mb=1)
+
+
+def test_worker_processes_reading_shards_change_nothing(tmp_path):
+    bank, train_split, val_split = synthetic_bank()
+    model = ModelConfig(**{**MODEL.__dict__, "dropout": 0.1})
+    short = TrainConfig(**{**TRAINING.__dict__, "epochs": 3})
+    lazy = write_bank_shards(tmp_path / "shards", bank)
+    logs = []
+    for run, (source, workers) in enumerate(((bank, 0), (lazy, 2))):
+        train(source, train_split, val_split, model, short, tmp_path / f"{run}.pt",
+              tmp_path / f"{run}.csv", workers=workers)  # fmt: skip
+        logs.append(
+            [line.rsplit(",", 1)[0] for line in (tmp_path / f"{run}.csv").read_text().split()]
+        )
+    assert logs[0] == logs[1]
+    weights = [torch.load(tmp_path / f"{run}.pt", weights_only=True)["model"] for run in (0, 1)]
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
 
 
 def save_tiny_t5(folder):

@@ -146,6 +146,12 @@ def _features_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--captions", required=True, help="captions.parquet manifest")
     p.add_argument("--visual", nargs="+", required=True, help="visual shards")
     p.add_argument("--text", nargs="+", required=True, help="text shards")
+    p.add_argument(
+        "--cache-mb",
+        type=int,
+        default=1024,
+        help="MB of decoded Parquet row groups each process keeps (features are read on demand)",
+    )
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -155,6 +161,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text-model", default=None, help="T5 name or folder: the caption decoder")
     p.add_argument("--out-model", required=True)
     p.add_argument("--out-log", required=True)
+    p.add_argument(
+        "--workers", type=int, default=2, help="processes reading batches (0: the main one)"
+    )
 
 
 def train(args: argparse.Namespace) -> None:
@@ -167,7 +176,7 @@ def train(args: argparse.Namespace) -> None:
     from supportset.train.loop import train as run
 
     start_from_environment()
-    bank = FeatureBank.load(args.visual, args.text)
+    bank = FeatureBank.load(args.visual, args.text, args.cache_mb)
     best = run(
         bank,
         bank.split(args.videos, args.captions, "train"),
@@ -178,6 +187,7 @@ def train(args: argparse.Namespace) -> None:
         args.out_log,
         args.text_model,
         [*args.visual, *args.text],
+        args.workers,
     )
     log.info("best epoch %d: val %s", best["epoch"], json.dumps(best))
 
@@ -196,7 +206,7 @@ def export(args: argparse.Namespace) -> None:
     from supportset.retrieval.export import export_split
     from supportset.train.data import FeatureBank
 
-    bank = FeatureBank.load(args.visual, args.text)
+    bank = FeatureBank.load(args.visual, args.text, args.cache_mb)
     split = bank.split(args.videos, args.captions, args.split)
     export_split(
         args.model, bank, split, args.max_video_seconds, args.out_videos, args.out_captions

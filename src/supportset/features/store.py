@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable
+import os
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,17 +42,20 @@ class SequenceColumn:
 
 @dataclass(frozen=True)
 class ShardSchema:
-    """Id columns (strings), sequence columns sharing each row's length, scalar ints."""
+    """Id columns (strings), sequence columns sharing each row's length, scalar ints, and
+    the rows per Parquet row group (the unit a random read of one row decodes)."""
 
     ids: tuple[str, ...]
     sequences: tuple[SequenceColumn, ...]
     scalars: tuple[str, ...] = ()
+    rows_per_group: int = 64
 
 
 def visual_schema(dim: int, dtype: str) -> ShardSchema:
     return ShardSchema(
         ("video_id",),
         (SequenceColumn("timestamps", "float32"), SequenceColumn("features", dtype, dim)),
+        rows_per_group=16,  # a video is ~100 KB-2 MB of features: keep random reads small
     )
 
 
@@ -83,12 +88,16 @@ class ShardWriter:
     """
 
     def __init__(
-        self, path: str | Path, schema: ShardSchema, metadata: dict, rows_per_group: int = 64
+        self,
+        path: str | Path,
+        schema: ShardSchema,
+        metadata: dict,
+        rows_per_group: int | None = None,
     ) -> None:
         self.path = Path(path)
         self.schema = schema
         self.metadata = json.dumps(metadata, sort_keys=True)
-        self.rows_per_group = rows_per_group
+        self.rows_per_group = rows_per_group or schema.rows_per_group
         self.rows: list[tuple[tuple[str, ...], tuple[np.ndarray, ...], tuple[int, ...]]] = []
         self._atomic = atomic_path(self.path)
         self.temporary = self._atomic.__enter__()
@@ -139,7 +148,9 @@ class _ParquetSink:
         table = _arrow_table(self.writer.schema, rows)
         table = table.replace_schema_metadata({METADATA_KEY: self.writer.metadata})
         if self.file is None:
-            self.file = pq.ParquetWriter(self.writer.temporary, table.schema)
+            self.file = pq.ParquetWriter(  # no dictionary for vectors: it only slows reads
+                self.writer.temporary, table.schema, use_dictionary=list(self.writer.schema.ids)
+            )
         self.file.write_table(table)
 
     def close(self) -> None:
@@ -223,14 +234,16 @@ def sequence_array(sequences: list[np.ndarray], dim: int, dtype: str) -> pa.List
 
 def sequences_from_column(column: pa.ChunkedArray, dtype=np.float32) -> list[np.ndarray]:
     """Inverse of the writer's list columns: one array per row, (T_i, D) for vectors or
-    (T_i,) for scalars, as `dtype`."""
+    (T_i,) for scalars, as `dtype` (None: as stored)."""
     array = column.combine_chunks()
     values = array.flatten()
     if pa.types.is_fixed_size_list(values.type):
         dim = values.type.list_size
-        values = values.flatten().to_numpy(zero_copy_only=False).astype(dtype).reshape(-1, dim)
+        values = values.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
     else:
-        values = values.to_numpy(zero_copy_only=False).astype(dtype)
+        values = values.to_numpy(zero_copy_only=False)
+    if dtype is not None:
+        values = values.astype(dtype)
     offsets = array.offsets.to_numpy()
     return [values[start:stop] for start, stop in itertools.pairwise(offsets)]
 
@@ -258,26 +271,117 @@ def write_rejects(path: str | Path, id_column: str, rejects: Iterable[tuple[str,
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), temporary)
 
 
+class ShardSequences(Mapping[str, np.ndarray]):
+    """id -> array of one sequence column over shards ((T, D) vectors or (T,) values, as
+    `dtype`), read on demand so that a store larger than memory can be used.
+
+    Only the ids (and, for HDF5, the row offsets) are held in memory. An HDF5 row is read
+    by slicing its own steps. A Parquet row is read with its whole row group, and the most
+    recently used row groups are kept, decoded in their stored dtype, up to `cache_bytes`.
+    Files are opened per process, so a copy made by fork (a data-loader worker) opens its
+    own. Ids must be unique across the shards.
+    """
+
+    def __init__(
+        self,
+        paths: Iterable[str | Path],
+        id_column: str,
+        value_column: str,
+        dtype=np.float32,
+        cache_bytes: int = 256 << 20,
+    ) -> None:
+        self.paths = [Path(path) for path in paths]
+        self.value_column = value_column
+        self.dtype = np.dtype(dtype)
+        self.cache_bytes = cache_bytes
+        self._locations: dict[str, tuple[int, int]] = {}  # id -> (shard, row)
+        self._group_starts: list[np.ndarray] = []  # Parquet: first row of each row group
+        self._offsets: list[np.ndarray] = []  # HDF5: step offsets (N + 1,)
+        for shard, path in enumerate(self.paths):
+            ids = self._index(path, id_column)
+            for row, row_id in enumerate(ids):
+                if self._locations.setdefault(row_id, (shard, row)) != (shard, row):
+                    raise ValueError(
+                        f"{id_column} {row_id!r} is in both "
+                        f"{self.paths[self._locations[row_id][0]]} and {path}"
+                    )
+        self._open: dict[int, object] = {}
+        self._pid = os.getpid()
+        self._cache: OrderedDict[tuple[int, int], list[np.ndarray]] = OrderedDict()
+        self._cached_bytes = 0
+
+    def _index(self, path: Path, id_column: str) -> list[str]:
+        if path.suffix == ".h5":
+            import h5py
+
+            with h5py.File(path, "r") as handle:
+                self._offsets.append(handle["offsets"][:])
+                self._group_starts.append(np.zeros(0, np.int64))
+                return [value.decode() for value in handle[id_column][:]]
+        file = pq.ParquetFile(path)
+        sizes = [file.metadata.row_group(g).num_rows for g in range(file.num_row_groups)]
+        self._group_starts.append(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64))
+        self._offsets.append(np.zeros(0, np.int64))
+        return file.read(columns=[id_column]).column(id_column).to_pylist()
+
+    def __len__(self) -> int:
+        return len(self._locations)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._locations)
+
+    def __contains__(self, row_id: object) -> bool:
+        return row_id in self._locations
+
+    def __getitem__(self, row_id: str) -> np.ndarray:
+        shard, row = self._locations[row_id]
+        if self.paths[shard].suffix == ".h5":
+            start, stop = self._offsets[shard][row : row + 2]
+            return self._file(shard)[self.value_column][start:stop].astype(self.dtype)
+        starts = self._group_starts[shard]
+        group = int(np.searchsorted(starts, row, side="right")) - 1
+        return self._row_group(shard, group)[row - starts[group]].astype(self.dtype)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_open": {}, "_cache": OrderedDict(), "_cached_bytes": 0}
+
+    def _file(self, shard: int):
+        if self._pid != os.getpid():  # a forked copy: never share the parent's handles
+            self._open, self._pid = {}, os.getpid()
+        if shard not in self._open:
+            if self.paths[shard].suffix == ".h5":
+                import h5py
+
+                self._open[shard] = h5py.File(self.paths[shard], "r")
+            else:
+                self._open[shard] = pq.ParquetFile(self.paths[shard])
+        return self._open[shard]
+
+    def _row_group(self, shard: int, group: int) -> list[np.ndarray]:
+        key = (shard, group)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        column = self._file(shard).read_row_group(group, columns=[self.value_column])
+        rows = sequences_from_column(column.column(self.value_column), dtype=None)
+        self._cache[key] = rows
+        self._cached_bytes += sum(row.nbytes for row in rows)
+        while self._cached_bytes > self.cache_bytes and len(self._cache) > 1:
+            _, evicted = self._cache.popitem(last=False)
+            self._cached_bytes -= sum(row.nbytes for row in evicted)
+        return rows
+
+
 def read_sequences(
     paths: Iterable[str | Path], id_column: str, value_column: str, dtype=np.float32
 ) -> dict[str, np.ndarray]:
-    """Map id -> array of `value_column` ((T, D) vectors or (T,) values, as `dtype`) over
-    all `paths`, Parquet or HDF5."""
-    sequences: dict[str, np.ndarray] = {}
-    for path in paths:
-        if Path(path).suffix == ".h5":
-            sequences.update(_read_hdf5_sequences(path, id_column, value_column, dtype))
-            continue
-        table = pq.read_table(path, columns=[id_column, value_column])
-        ids = table.column(id_column).to_pylist()
-        rows = sequences_from_column(table.column(value_column), dtype)
-        sequences.update(zip(ids, rows, strict=True))
-    return sequences
+    """All of one sequence column in memory: id -> array, as `ShardSequences` reads it."""
+    return dict(ShardSequences(paths, id_column, value_column, dtype))
 
 
-def read_token_ids(paths: Iterable[str | Path]) -> dict[str, np.ndarray]:
-    """Map caption_id -> int64 token ids (L,) over all text shards `paths`."""
-    return read_sequences(paths, "caption_id", "token_ids", np.int64)
+def read_token_ids(paths: Iterable[str | Path]) -> ShardSequences:
+    """caption_id -> int64 token ids (L,) over all text shards `paths`, read on demand."""
+    return ShardSequences(paths, "caption_id", "token_ids", np.int64)
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -289,18 +393,3 @@ def read_metadata(path: str | Path) -> dict:
             return json.loads(handle.attrs.get(METADATA_KEY, "{}"))
     raw = pq.read_schema(path).metadata or {}
     return json.loads(raw.get(METADATA_KEY.encode(), b"{}"))
-
-
-def _read_hdf5_sequences(
-    path: str | Path, id_column: str, value_column: str, dtype
-) -> dict[str, np.ndarray]:
-    import h5py
-
-    with h5py.File(path, "r") as handle:
-        ids = [value.decode() for value in handle[id_column][:]]
-        offsets = handle["offsets"][:]
-        values = handle[value_column][:].astype(dtype)
-    return {
-        row_id: values[start:stop]
-        for row_id, (start, stop) in zip(ids, itertools.pairwise(offsets), strict=True)
-    }

@@ -2,13 +2,14 @@
 
 A video is usable when its features are in a visual shard (rejected videos are not); a
 caption when its token states are in a text shard and its video is usable. Everything
-left out is counted in the log, never dropped silently.
+left out is counted in the log, never dropped silently. Sequences are read from the shards
+on demand (see `ShardSequences`), so memory does not grow with the size of the store.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from supportset.data.manifest import read_captions, read_videos
-from supportset.features.store import read_metadata, read_sequences, read_token_ids
+from supportset.features.store import ShardSequences, read_metadata, read_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -33,21 +34,28 @@ class SplitData:
 
 @dataclass
 class FeatureBank:
-    """All cached sequences of a dataset, in memory: id -> float32 (T, D)."""
+    """The cached sequences of a dataset: id -> float32 (T, D), read from the shards on
+    demand by `load` (plain dicts work too, e.g. in tests)."""
 
-    videos: dict[str, np.ndarray]
-    texts: dict[str, np.ndarray]
-    token_ids: dict[str, np.ndarray]  # caption_id -> (L,) T5 token ids
+    videos: Mapping[str, np.ndarray]
+    texts: Mapping[str, np.ndarray]
+    token_ids: Mapping[str, np.ndarray]  # caption_id -> (L,) T5 token ids
     fps: float = 1.0  # visual feature steps per second of video
 
     @classmethod
     def load(
-        cls, visual_shards: Iterable[str | Path], text_shards: Iterable[str | Path]
+        cls,
+        visual_shards: Iterable[str | Path],
+        text_shards: Iterable[str | Path],
+        cache_mb: int = 1024,
     ) -> FeatureBank:
+        """A bank over the shards, keeping at most about `cache_mb` MB of decoded Parquet
+        row groups per process (split between visual and text shards)."""
         visual_shards, text_shards = list(visual_shards), list(text_shards)
+        cache_bytes = (cache_mb << 20) // 2
         return cls(
-            read_sequences(visual_shards, "video_id", "features"),
-            read_sequences(text_shards, "caption_id", "embeddings"),
+            ShardSequences(visual_shards, "video_id", "features", cache_bytes=cache_bytes),
+            ShardSequences(text_shards, "caption_id", "embeddings", cache_bytes=cache_bytes),
             read_token_ids(text_shards),
             read_metadata(visual_shards[0]).get("settings", {}).get("fps", 1.0),
         )

@@ -33,7 +33,8 @@ from supportset.retrieval.metrics import evaluate_embeddings
 from supportset.torch_utils import pick_device, seed_everything
 from supportset.train.curves import TensorBoardScalars, plot_curves
 from supportset.train.data import FeatureBank, SplitData
-from supportset.train.objective import Batch, Objective, sample_captions
+from supportset.train.loader import BatchKey, EpochPlan, batch_loader
+from supportset.train.objective import Objective, sample_captions
 from supportset.train.resume import Progress, load_state, resume_key, save_state, state_path
 
 log = logging.getLogger(__name__)
@@ -85,11 +86,13 @@ def train(
     log_out: str | Path,
     text_model: str | None = None,
     input_files: Sequence[str | Path] = (),
+    workers: int = 0,
 ) -> dict:
     """Train, write the best checkpoint and the log; return the best validation summary.
 
     `text_model` (a T5 name or folder) provides the caption decoder when captioning is on;
-    `input_files` (the shards) decide, with the settings, whether a saved state resumes.
+    `input_files` (the shards) decide, with the settings, whether a saved state resumes;
+    `workers` processes read the batches (0: this process), which changes no result.
     """
     if config.captions_per_video > 1 and config.loss != "milnce":
         raise ValueError("training.captions_per_video above 1 needs training.loss milnce")
@@ -134,24 +137,16 @@ def train(
     if not _epoch_batches(train_split, config.batch_size, np.random.default_rng(0), size):
         raise ValueError("the training split gives no batch of two or more videos")
     scalars = TensorBoardScalars(Path(log_out).with_name("tensorboard"), enabled=rank == 0)
+    plan = EpochPlan()
+    loader = batch_loader(bank, plan, config.max_video_seconds, workers)
     for epoch in range(progress.epoch + 1, config.epochs + 1):
         started = time.perf_counter()
         objective.train()
-        batches = _epoch_batches(train_split, config.batch_size, order_rng, size)
+        plan.keys = _epoch_plan(train_split, config, order_rng, rank, size)
         quiet = rank != 0 or not sys.stderr.isatty()  # no bar in job logs or on other ranks
-        for video_ids in tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=quiet):
-            caption_ids = sample_captions(
-                train_split.captions_of_video, video_ids, order_rng, config.captions_per_video
-            )
-            mine = slice(rank * len(video_ids) // size, (rank + 1) * len(video_ids) // size)
-            my_captions = slice(
-                rank * len(caption_ids) // size, (rank + 1) * len(caption_ids) // size
-            )
-            batch = Batch.gather(
-                bank, video_ids[mine], caption_ids[my_captions], config.max_video_seconds, device
-            )
+        for batch in tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=quiet):
             losses = _train_step(
-                objective, optimizer, batch, config.grad_clip, config.caption_weight
+                objective, optimizer, batch.to(device), config.grad_clip, config.caption_weight
             )
             step += 1
             rows.append({"epoch": epoch, "step": step, "kind": "train", **losses, "lr": config.lr})
@@ -265,6 +260,22 @@ def _epoch_batches(
     ]
     batches = [batch[: len(batch) - len(batch) % world_size] for batch in batches]
     return [batch for batch in batches if len(batch) >= max(2, world_size)]
+
+
+def _epoch_plan(
+    split: SplitData, config: TrainConfig, rng: np.random.Generator, rank: int, size: int
+) -> list[BatchKey]:
+    """This rank's (video ids, caption ids) for every step of an epoch: a random order of
+    the videos and random captions of each, drawn from `rng` (the same on every rank)."""
+    keys = []
+    for video_ids in _epoch_batches(split, config.batch_size, rng, size):
+        caption_ids = sample_captions(
+            split.captions_of_video, video_ids, rng, config.captions_per_video
+        )
+        videos = slice(rank * len(video_ids) // size, (rank + 1) * len(video_ids) // size)
+        captions = slice(rank * len(caption_ids) // size, (rank + 1) * len(caption_ids) // size)
+        keys.append((tuple(video_ids[videos]), tuple(caption_ids[captions])))
+    return keys
 
 
 def _train_step(objective, optimizer, batch, grad_clip: float, caption_weight: float) -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -27,27 +27,27 @@ class Batch:
     token_valid: torch.Tensor  # (B, L) bool
 
     @classmethod
-    def gather(
+    def read(
         cls,
         bank: FeatureBank,
         video_ids: list[str],
         caption_ids: list[str],
         max_video_seconds: float,
-        device: torch.device,
     ) -> Batch:
+        """The batch of these videos (their first `max_video_seconds`) and captions, on CPU."""
         video, video_valid = pad_batch(
             [bank.videos[v] for v in video_ids], bank.steps(max_video_seconds)
         )
         text, text_valid = pad_batch([bank.texts[c] for c in caption_ids], 1 << 30)
         tokens, token_valid = pad_token_ids([bank.token_ids[c] for c in caption_ids])
-        return cls(
-            video.to(device),
-            video_valid.to(device),
-            text.to(device),
-            text_valid.to(device),
-            tokens.to(device),
-            token_valid.to(device),
-        )
+        return cls(video, video_valid, text, text_valid, tokens, token_valid)
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(*(getattr(self, f.name).to(device, non_blocking=True) for f in fields(self)))
+
+    def pin_memory(self) -> Batch:
+        """Page-locked copies, for faster host-to-GPU transfer (used by the data loader)."""
+        return Batch(*(getattr(self, f.name).pin_memory() for f in fields(self)))
 
 
 class Objective(nn.Module):

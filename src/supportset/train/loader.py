@@ -1,0 +1,82 @@
+"""Batches read from the shards by worker processes, in the order the training loop plans.
+
+The loop decides every batch (its videos and captions, from its seeded RNG) in the main
+process; workers only read and pad them. So the batches, and the run, are the same for
+any number of workers, and memory is bounded by the workers' row-group caches and
+`prefetch` batches each, not by the size of the feature store.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from supportset.train.data import FeatureBank
+from supportset.train.objective import Batch
+
+BatchKey = tuple[tuple[str, ...], tuple[str, ...]]  # (video ids, caption ids), pairwise
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+class BatchReader(Dataset):
+    """Maps a batch key to its `Batch` (CPU tensors), reading the shards on demand."""
+
+    def __init__(self, bank: FeatureBank, max_video_seconds: float) -> None:
+        self.bank = bank
+        self.max_video_seconds = max_video_seconds
+
+    def __getitem__(self, key: BatchKey) -> Batch:
+        video_ids, caption_ids = key
+        return Batch.read(self.bank, list(video_ids), list(caption_ids), self.max_video_seconds)
+
+
+class EpochPlan:
+    """The batch keys of the current epoch; the loop sets `keys` before each epoch."""
+
+    def __init__(self) -> None:
+        self.keys: list[BatchKey] = []
+
+    def __iter__(self) -> Iterator[BatchKey]:
+        return iter(self.keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def return_freed_batches_to_the_system(worker_id: int = 0) -> None:
+    """Serve every allocation above 1 MiB with its own mmap in this process (glibc).
+
+    A worker allocates and frees a batch-sized buffer (tens of MB) per step. glibc raises
+    its mmap threshold after each such free (up to 32 MiB), so later buffers come from the
+    heap, which is not given back: a worker then holds hundreds of MB more than it uses.
+    A fixed threshold keeps it at what it uses. Elsewhere than glibc this does nothing.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(M_MMAP_THRESHOLD, 1 << 20)
+
+
+def batch_loader(
+    bank: FeatureBank,
+    plan: EpochPlan,
+    max_video_seconds: float,
+    workers: int,
+    prefetch: int = 2,
+) -> DataLoader:
+    """A loader yielding the plan's batches in order; `workers` 0 reads in this process.
+    Workers persist across epochs (they are forked once, with the bank's file index)."""
+    return DataLoader(
+        BatchReader(bank, max_video_seconds),
+        batch_size=None,
+        sampler=plan,
+        num_workers=workers,
+        prefetch_factor=prefetch if workers else None,
+        persistent_workers=workers > 0,
+        worker_init_fn=return_freed_batches_to_the_system,
+        pin_memory=torch.cuda.is_available(),
+    )

@@ -1,0 +1,48 @@
+from pathlib import Path
+
+import numpy as np
+
+from supportset.train.data import FeatureBank
+from supportset.train.loader import EpochPlan, batch_loader
+
+
+def pss_mb(pid: int) -> float:
+    """Proportional set size of a process, from /proc."""
+    rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    return sum(int(line.split()[1]) for line in rollup.splitlines() if line[:4] == "Pss:") / 1024
+
+
+def test_loader_yields_the_planned_batches_in_order():
+    videos = {f"v{i}": np.full((i + 1, 3), i, np.float32) for i in range(6)}
+    texts = {f"c{i}": np.full((2, 4), i, np.float32) for i in range(6)}
+    tokens = {f"c{i}": np.array([i + 2, 1]) for i in range(6)}
+    plan = EpochPlan()
+    loader = batch_loader(FeatureBank(videos, texts, tokens), plan, 4, workers=2)
+    for keys in (
+        [(("v5", "v0"), ("c5", "c0")), (("v2", "v3"), ("c2", "c3"))],
+        [(("v1",), ("c1",))],
+    ):
+        plan.keys = keys
+        batches = list(loader)
+        assert [batch.video[:, 0, 0].tolist() for batch in batches] == [
+            [float(v[1:]) for v in video_ids] for video_ids, _ in keys
+        ]
+        assert [batch.tokens[:, 0].tolist() for batch in batches] == [
+            [int(c[1:]) + 2 for c in caption_ids] for _, caption_ids in keys
+        ]
+    assert batches[0].video.shape == (1, 2, 3)  # v1 has 2 steps, under the 4-step limit
+
+
+def test_worker_memory_stays_at_what_a_batch_needs():
+    """Batch-sized buffers freed by a worker go back to the system instead of piling up."""
+    videos = {f"v{i}": np.ones((32, 2560), np.float32) for i in range(64)}  # 21 MB a batch
+    texts = {f"c{i}": np.ones((2, 8), np.float32) for i in range(64)}
+    tokens = {f"c{i}": np.array([2, 1]) for i in range(64)}
+    plan = EpochPlan()
+    plan.keys = [(tuple(videos), tuple(texts))] * 40
+    loader = iter(batch_loader(FeatureBank(videos, texts, tokens), plan, 32, workers=1))
+    next(loader)
+    worker = loader._workers[0].pid
+    start = pss_mb(worker)
+    peak = max(pss_mb(worker) for _ in loader)
+    assert peak - start < 120, f"the worker grew from {start:.0f} to {peak:.0f} MB"
