@@ -29,6 +29,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pyarrow.parquet as pq
+from proc_memory import tree_memory_mb
 
 from supportset.data.manifest import write_manifest
 from supportset.video.decode import sample_frames, to_rgb
@@ -162,30 +163,6 @@ def bench_pipeline(work: Path, workers: int) -> dict:
     }
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory (MB) of a process and all its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    total, stack = 0, [pid]
-    while stack:
-        current = stack.pop()
-        stack.extend(children.get(current, []))
-        try:
-            status = Path(f"/proc/{current}/status").read_text()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-    return total / 1024
-
-
 def peak_rss_of_extraction(video: Path, work: Path, workers: int) -> tuple[float, float]:
     """(peak MB of the process tree, seconds) for `supportset extract-visual` on one video."""
     write_manifest([{"video_id": video.stem, "path": str(video), "split": "test"}], [], work)
@@ -198,7 +175,7 @@ def peak_rss_of_extraction(video: Path, work: Path, workers: int) -> tuple[float
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peak = 0.0
     while process.poll() is None:
-        peak = max(peak, tree_rss_mb(process.pid))
+        peak = max(peak, tree_memory_mb(process.pid, "rss"))
         time.sleep(0.2)
     if process.returncode:
         raise RuntimeError(f"extraction of {video} failed")

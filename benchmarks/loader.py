@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from proc_memory import tree_memory_mb
 
 SECONDS, VIDEO_DIM, TOKENS, TEXT_DIM, BATCH = 32, 2560, 20, 768, 64
 
@@ -69,29 +70,6 @@ def read_epoch(folder: Path, mode: str, workers: int, cache_mb: int) -> dict:
     return {"pairs_per_s": round(pairs / (time.perf_counter() - started), 1)}
 
 
-def tree_pss_mb(pid: int) -> float:
-    """Proportional set size (MB) of a process and its descendants: resident memory with
-    each page shared by k processes (forked workers share most) counted 1/k in each."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    total, stack = 0, [pid]
-    while stack:
-        current = stack.pop()
-        stack.extend(children.get(current, []))
-        try:
-            status = Path(f"/proc/{current}/smaps_rollup").read_text()
-        except OSError:
-            continue
-        total += sum(int(line.split()[1]) for line in status.splitlines() if line[:4] == "Pss:")
-    return total / 1024
-
-
 def measure(folder: Path, mode: str, workers: int, cache_mb: int) -> dict:
     """Run `read_epoch` in a fresh process; add the peak RSS of its process tree."""
     arguments = [str(folder), mode, str(workers), str(cache_mb)]
@@ -99,7 +77,7 @@ def measure(folder: Path, mode: str, workers: int, cache_mb: int) -> dict:
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     peak = 0.0
     while process.poll() is None:
-        peak = max(peak, tree_pss_mb(process.pid))
+        peak = max(peak, tree_memory_mb(process.pid, "pss"))
         time.sleep(0.05)
     if process.returncode:
         raise RuntimeError(f"{command} failed")

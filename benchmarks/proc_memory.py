@@ -1,0 +1,32 @@
+"""Memory of a process tree, from /proc (Linux), for the benchmark scripts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+FIELDS = {"rss": ("status", "VmRSS:"), "pss": ("smaps_rollup", "Pss:")}
+
+
+def tree_memory_mb(pid: int, kind: str = "rss") -> float:
+    """Memory (MB) of a process and all its descendants: resident set ("rss", pages shared
+    between processes counted in each) or proportional set ("pss", a page shared by k
+    processes counted 1/k in each)."""
+    filename, field = FIELDS[kind]
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        stack.extend(children.get(current, []))
+        try:
+            lines = Path(f"/proc/{current}/{filename}").read_text().splitlines()
+        except OSError:
+            continue
+        total += sum(int(line.split()[1]) for line in lines if line.startswith(field))
+    return total / 1024
