@@ -67,6 +67,16 @@ def test_every_schema_property_has_description_and_default():
         (lambda c: c["tables"]["demo_table3"]["rows"].update(x="nope"), "demo_table3.rows.x"),
         (lambda c: c["tables"]["demo_table3"].update(split="val1"), "tables.demo_table3.split"),
         (lambda c: c["datasets"]["demo"].update(root="elsewhere"), "datasets.demo.root"),
+        (lambda c: c["evaluation"].update(protocol="1k-B"), "evaluation.protocol"),
+        (
+            lambda c: c["datasets"]["demo"]["overrides"]["evaluation"].update(bootstrap=-1),
+            "datasets.demo.overrides.evaluation.bootstrap",
+        ),
+        (
+            lambda c: c["tables"]["demo_table3"].update(reference="activitynet_table5"),
+            "tables.demo_table3.recall_at",
+        ),
+        (lambda c: c["tables"]["demo_table3"].update(reference="table9"), "reference"),
         (
             lambda c: c["datasets"]["demo"]["overrides"]["features"].update(format="hdf5"),
             "overrides.features.format",

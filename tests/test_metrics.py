@@ -11,7 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_search import brute_force_ranks, exact_cosines, tied_matrix
 
-from supportset.retrieval.metrics import evaluate_embeddings, recall_summary, write_metrics
+from supportset.cli import main
+from supportset.retrieval.embeddings import write_caption_embeddings, write_video_embeddings
+from supportset.retrieval.metrics import (
+    EvaluationConfig,
+    bootstrap_intervals,
+    evaluate_embeddings,
+    evaluate_split,
+    recall_summary,
+    write_metrics,
+)
 
 SUMMARY_KEYS = ["R@1", "R@5", "R@10", "R@50", "MdR", "MnR", "n_queries"]
 
@@ -66,12 +75,14 @@ def captioned_videos(draw: st.DrawFn, max_captions_per_video: int) -> tuple:
     return video_ids, video_emb, caption_ids, caption_video_ids, caption_emb
 
 
+@pytest.mark.parametrize("device", ["cpu", "cpu:0"], ids=["numpy", "torch"])
+@pytest.mark.parametrize("max_bytes", [1 << 20, 0], ids=["one-matrix", "blocked"])
 @pytest.mark.parametrize("max_captions_per_video", [1, 4])
 @pytest.mark.parametrize("ties", ["average", "optimistic"])
 @settings(max_examples=30, deadline=None)
 @given(data=st.data())
 def test_evaluation_matches_brute_force(
-    max_captions_per_video: int, ties: str, data: st.DataObject
+    max_captions_per_video: int, ties: str, max_bytes: int, device: str, data: st.DataObject
 ) -> None:
     split = data.draw(captioned_videos(max_captions_per_video))
     video_ids, video_emb, _, caption_video_ids, caption_emb = split
@@ -82,7 +93,7 @@ def test_evaluation_matches_brute_force(
     ]
     t2v = brute_force_ranks(exact_cosines(caption_emb, video_emb), t2v_positives, ties)
     v2t = brute_force_ranks(exact_cosines(video_emb, caption_emb), v2t_positives, ties)
-    metrics = evaluate_embeddings(*split, ties=ties)
+    metrics = evaluate_embeddings(*split, ties=ties, device=device, max_bytes=max_bytes)
     assert metrics == {
         "t2v": pytest.approx(recall_summary(np.array(t2v))),
         "v2t": pytest.approx(recall_summary(np.array(v2t))),
@@ -145,3 +156,82 @@ def test_write_metrics_requires_both_directions(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="v2t"):
         write_metrics(tmp_path / "metrics.json", {"t2v": recall_summary(np.array([1.0]))})
     assert not list(tmp_path.iterdir())
+
+
+def noisy_split(n_videos: int, captions_per_video: int, noise: float, seed: int = 0) -> tuple:
+    """Random videos; each caption is its video plus Gaussian noise."""
+    video_ids, video_emb, caption_ids, caption_video_ids, caption_emb = perfect_split(
+        n_videos, captions_per_video
+    )
+    rng = np.random.default_rng(seed)
+    caption_emb = caption_emb + noise * rng.standard_normal(caption_emb.shape).astype(np.float32)
+    return video_ids, video_emb, caption_ids, caption_video_ids, caption_emb
+
+
+def test_one_caption_protocol_keeps_each_videos_first_caption() -> None:
+    split = noisy_split(30, 3, 1.0)
+    metrics = evaluate_split(*split, EvaluationConfig(protocol="one-caption"))
+    assert metrics["t2v"]["n_queries"] == 30 and metrics["protocol"] == "one-caption"
+    video_ids, video_emb, caption_ids, caption_video_ids, caption_emb = split
+    first = evaluate_embeddings(
+        video_ids, video_emb, caption_ids[::3], caption_video_ids[::3], caption_emb[::3]
+    )
+    assert {key: metrics[key] for key in ("t2v", "v2t")} == first
+
+
+def test_paragraph_protocol_needs_one_caption_per_video() -> None:
+    assert evaluate_split(*noisy_split(5, 1, 0.5), EvaluationConfig(protocol="paragraph"))
+    video_ids, video_emb, caption_ids, caption_video_ids, caption_emb = noisy_split(5, 1, 0.5)
+    caption_ids, caption_video_ids = [*caption_ids, "extra"], [*caption_video_ids, "video3"]
+    caption_emb = np.concatenate([caption_emb, caption_emb[:1]])
+    with pytest.raises(ValueError, match=r"paragraph.*'video3' have several"):
+        evaluate_split(
+            video_ids, video_emb, caption_ids, caption_video_ids, caption_emb,
+            EvaluationConfig(protocol="paragraph"),
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        evaluate_split(*noisy_split(5, 1, 0.5), EvaluationConfig(protocol="1k-B"))
+
+
+def test_bootstrap_intervals_bracket_the_estimate_and_shrink_with_more_queries() -> None:
+    rng = np.random.default_rng(0)
+    small, large = rng.integers(1, 20, 50).astype(float), rng.integers(1, 20, 5000).astype(float)
+    intervals = [bootstrap_intervals(ranks, 400, seed=1) for ranks in (small, large)]
+    for ranks, interval in zip((small, large), intervals, strict=True):
+        low, high = interval["R@5"]
+        assert low <= recall_summary(ranks)["R@5"] <= high
+    width = [interval["R@5"][1] - interval["R@5"][0] for interval in intervals]
+    assert width[1] < width[0] / 5  # 100x the queries: about a tenth of the width
+    assert bootstrap_intervals(small, 400, seed=1) == intervals[0]
+    assert bootstrap_intervals(np.ones(7), 30)["R@1"] == [100.0, 100.0]
+
+
+def test_approximate_index_is_reported_beside_the_exact_metrics() -> None:
+    split = noisy_split(300, 2, 0.9)
+    exact = evaluate_split(*split)
+    with_index = evaluate_split(*split, EvaluationConfig(index="hnsw", bootstrap=20))
+    assert "index" not in exact
+    assert {key: with_index[key]["R@1"] for key in ("t2v", "v2t")} == {
+        key: exact[key]["R@1"] for key in ("t2v", "v2t")
+    }
+    report = with_index["index"]
+    assert report["kind"] == "hnsw" and report["hnsw_ef_search"] == 128
+    for direction in ("t2v", "v2t"):
+        assert 90.0 <= report[direction]["recall@50_vs_exact"] <= 100.0
+        assert abs(report[direction]["R@10"] - exact[direction]["R@10"]) < 5.0
+
+
+def test_cli_evaluates_embedding_files_with_settings(tmp_path: Path, capsys) -> None:
+    video_ids, video_emb, caption_ids, caption_video_ids, caption_emb = noisy_split(20, 2, 1.0)
+    videos, captions, out = tmp_path / "v.parquet", tmp_path / "c.parquet", tmp_path / "m.json"
+    write_video_embeddings(videos, video_ids, video_emb)
+    write_caption_embeddings(captions, caption_ids, caption_video_ids, caption_emb)
+    files = ["--videos", str(videos), "--captions", str(captions), "--out", str(out)]
+    settings = json.dumps({"protocol": "one-caption", "bootstrap": 100})
+    assert main(["evaluate", *files, "--settings", settings]) == 0
+    written = json.loads(out.read_text())
+    assert written["t2v"]["n_queries"] == 20 and len(written["v2t"]["CI95"]["R@10"]) == 2
+    out.unlink()
+    assert main(["evaluate", *files, "--settings", '{"protocl": "x"}']) == 1
+    assert "unknown setting(s) protocl" in capsys.readouterr().err
+    assert not out.exists()

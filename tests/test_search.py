@@ -10,7 +10,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from supportset.retrieval.search import build_index, l2_normalise, ranks_of_positives
+from supportset.retrieval.search import cosine_scores, l2_normalise, ranks_of_positives
 
 DIM = 6
 MAX_ITEMS = 24
@@ -56,17 +56,9 @@ def exact_cosines(queries: np.ndarray, gallery: np.ndarray) -> list[list[float]]
     ]
 
 
-def faiss_score_matrix(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
-    """The (Q, N) scores FAISS returns, put back in gallery order."""
-    scores, ids = build_index(gallery).search(l2_normalise(queries), len(gallery))
-    matrix = np.empty_like(scores)
-    np.put_along_axis(matrix, ids, scores, axis=1)
-    return matrix
-
-
 def well_separated(scores: list[list[float]], positives: list[list[int]]) -> bool:
     """Whether every positive's score is either equal to or clearly apart from each other score,
-    so that float32 rounding in FAISS cannot reorder it against the float64 reference."""
+    so that float32 rounding cannot reorder it against the float64 reference."""
     for row, row_positives in zip(scores, positives, strict=True):
         row_array = np.asarray(row)
         for positive in row_positives:
@@ -81,7 +73,7 @@ def tied_vector(draw: st.DrawFn) -> list[float]:
 
     Its norm (1 or 2) is exact, so normalised entries are +-1 or +-0.5 and every cosine
     between such vectors is a multiple of 0.25, exact in float32 whatever the summation
-    order: equal scores are real ties, in FAISS and in the reference alike.
+    order: equal scores are real ties, in float32 and in the reference alike.
     """
     support = draw(st.sampled_from([1, 4]))
     positions = draw(
@@ -155,9 +147,9 @@ def test_ranks_match_brute_force_on_random_scores(problem: tuple, ties: str) -> 
 
 @PROPERTY_SETTINGS
 @given(problem=retrieval_problem(ternary_matrix), ties=TIE_MODE)
-def test_ranks_match_brute_force_over_faiss_scores(problem: tuple, ties: str) -> None:
+def test_ranks_match_brute_force_over_the_same_float32_scores(problem: tuple, ties: str) -> None:
     queries, gallery, positives = problem
-    scores = faiss_score_matrix(queries, gallery).tolist()
+    scores = cosine_scores(queries, gallery).tolist()
     ranks = ranks_of_positives(queries, gallery, [np.array(p) for p in positives], ties=ties)
     assert ranks.tolist() == brute_force_ranks(scores, positives, ties)
 
@@ -202,23 +194,23 @@ def test_other_positives_do_not_push_a_positive_down() -> None:
     assert ranks.tolist() == [1.5]
 
 
-def test_faiss_scores_equal_numpy_cosine_similarity() -> None:
+def test_scores_equal_numpy_cosine_similarity() -> None:
     rng = np.random.default_rng(1)
     queries = rng.standard_normal((17, 32)).astype(np.float32) * 3.0
     gallery = rng.standard_normal((23, 32)).astype(np.float32) + 0.5
     normalised_queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
     normalised_gallery = gallery / np.linalg.norm(gallery, axis=1, keepdims=True)
     np.testing.assert_allclose(
-        faiss_score_matrix(queries, gallery), normalised_queries @ normalised_gallery.T, atol=1e-5
+        cosine_scores(queries, gallery), normalised_queries @ normalised_gallery.T, atol=1e-5
     )
 
 
-def test_build_index_holds_unit_vectors() -> None:
-    gallery = np.random.default_rng(2).standard_normal((9, 8)).astype(np.float32) * 7.0
-    index = build_index(gallery)
-    assert (index.ntotal, index.d) == (9, 8)
-    stored = index.reconstruct_n(0, index.ntotal)
-    np.testing.assert_allclose(np.linalg.norm(stored, axis=1), 1.0, rtol=1e-6)
+def test_many_positives_of_one_query_in_one_block() -> None:
+    gallery = np.random.default_rng(5).standard_normal((30, DIM)).astype(np.float32)
+    positives = [np.arange(0, 30, 3), np.array([7]), np.array([29, 0, 29])]
+    scores = cosine_scores(gallery[:3], gallery).tolist()
+    expected = brute_force_ranks(scores, [sorted(set(p.tolist())) for p in positives], "average")
+    assert ranks_of_positives(gallery[:3], gallery, positives).tolist() == expected
 
 
 def test_ranks_are_float64_and_one_per_query() -> None:
@@ -249,7 +241,7 @@ def test_invalid_arguments_are_rejected() -> None:
     with pytest.raises(ValueError, match="ties"):
         ranks_of_positives(vectors, vectors, positives, ties="pessimistic")
     with pytest.raises(ValueError, match="block"):
-        ranks_of_positives(vectors, vectors, positives, block=0)
+        ranks_of_positives(vectors, vectors, positives, block=-1)
     with pytest.raises(ValueError, match="D=2"):
         ranks_of_positives(np.ones((3, 2), dtype=np.float32), vectors, positives)
 

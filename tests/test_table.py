@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from supportset.retrieval.metrics import recall_summary, write_metrics
+from supportset.retrieval.metrics import bootstrap_intervals, recall_summary, write_metrics
 from supportset.retrieval.reference import PAPER_RECALL_AT, PAPER_ROWS, ReferenceRow
 from supportset.retrieval.table import (
     TABLE_COLUMNS,
     build_table,
+    interval_columns,
     read_metrics,
     table_columns,
     write_table,
@@ -25,10 +26,20 @@ EXPECTED_COLUMNS = (
     "V2T_R@1", "V2T_R@5", "V2T_R@10", "V2T_MdR",
 )  # fmt: skip
 PAPER_LABELS = [
-    "Ours",
-    "Ours-pretrained",
-    "MMT (Gabeur et al., 2020)",
+    "Random Baseline",
+    "JSFusion (Yu et al., 2018)",
+    "HT100M (Miech et al., 2019)",
+    "JPoSE (Wray et al., 2019)",
     "CE (Liu et al., 2019)",
+    "MMT (Gabeur et al., 2020)",
+    "Ours",
+    "VidTranslate (Korbar et al., 2020) [HowTo100M]",
+    "HT100M (Miech et al., 2019) [HowTo100M]",
+    "NoiseEstimation (Amrani et al., 2020) [HowTo100M]",
+    "UniVL (Luo et al., 2020) [HowTo100M]",
+    "AVLnet (Rouditchenko et al., 2020) [HowTo100M]",
+    "MMT (Gabeur et al., 2020) [HowTo100M]",
+    "Ours-pretrained",
 ]
 
 
@@ -50,15 +61,54 @@ def test_table_columns_are_the_contract() -> None:
 def test_paper_rows_come_first_then_this_run() -> None:
     rows = build_table(RUN_ROWS, reference="msrvtt_table3")
     assert [row["row"] for row in rows] == [*PAPER_LABELS, *RUN_ROWS]
-    assert [row["source"] for row in rows] == ["paper"] * 4 + ["this run"] * 2
+    assert [row["source"] for row in rows] == ["paper"] * 14 + ["this run"] * 2
     assert all(tuple(row) == EXPECTED_COLUMNS for row in rows)
 
 
 def test_paper_numbers_are_copied() -> None:
-    ours = build_table({}, reference="msrvtt_table3")[0]
-    assert [ours[column] for column in EXPECTED_COLUMNS[2:]] == [
+    rows = {row["row"]: row for row in build_table({}, reference="msrvtt_table3")}
+    assert [rows["Ours"][column] for column in EXPECTED_COLUMNS[2:]] == [
         27.4, 56.3, 67.7, 3.0, 26.6, 55.1, 67.5, 3.0,
     ]  # fmt: skip
+    vidtranslate = rows["VidTranslate (Korbar et al., 2020) [HowTo100M]"]
+    assert [vidtranslate[column] for column in EXPECTED_COLUMNS[2:]] == [
+        14.7, None, 52.8, None, None, None, None, None,
+    ]  # fmt: skip
+    activitynet = {row["row"]: row for row in build_table({}, "activitynet_table5", 50)}
+    assert activitynet["CE (Liu et al., 2019)"]["T2V_R@50"] == 91.4
+    msvd = {row["row"]: row for row in build_table({}, "msvd_table6")}
+    assert msvd["Ours"]["V2T_R@1"] == 27.3
+
+
+def test_missing_paper_values_are_empty_in_csv_and_a_dash_in_markdown(tmp_path: Path) -> None:
+    write_table(tmp_path / "t.csv", build_table({}, reference="vatex_table4"))
+    with (tmp_path / "t.csv").open(newline="") as handle:
+        ours = next(row for row in csv.DictReader(handle) if row["row"] == "Ours")
+    assert (ours["T2V_R@1"], ours["T2V_R@10"], ours["V2T_MdR"]) == ("45.9", "", "")
+    assert (
+        "| Ours | paper | 45.9 | 82.4 | - | - | - | - | - | - |" in (tmp_path / "t.md").read_text()
+    )
+
+
+def test_bootstrap_intervals_get_their_own_columns(tmp_path: Path) -> None:
+    with_ci = {
+        label: {
+            direction: {**summary, "CI95": bootstrap_intervals(np.array(ranks), 50)}
+            for (direction, summary), ranks in zip(
+                metrics.items(), ([1, 2, 3, 12, 60, 7], [1, 1, 2.5, 8]), strict=True
+            )
+        }
+        for label, metrics in RUN_ROWS.items()
+    }
+    rows = build_table(with_ci, reference="msrvtt_table3")
+    assert tuple(rows[0]) == EXPECTED_COLUMNS + interval_columns(10)
+    assert rows[0]["T2V_R@1_low"] is None
+    run = rows[-2]  # "demo", whose ranks the intervals were drawn from
+    assert run["T2V_R@1_low"] <= run["T2V_R@1"] <= run["T2V_R@1_high"]
+    write_table(tmp_path / "t.csv", rows)
+    mixed = {"a": with_ci["demo"], "b": RUN_ROWS["demo"]}
+    with pytest.raises(ValueError, match=r"row 'b'.*no CI95"):
+        build_table(mixed, reference=None)
 
 
 def test_run_numbers_are_rounded_to_one_decimal() -> None:

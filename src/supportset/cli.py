@@ -216,20 +216,28 @@ def export(args: argparse.Namespace) -> None:
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--videos", required=True, help="{split}_videos.parquet embeddings")
     p.add_argument("--captions", required=True, help="{split}_captions.parquet embeddings")
-    p.add_argument("--ties", choices=["average", "optimistic"], default="average")
+    p.add_argument(
+        "--settings",
+        default="{}",
+        help='JSON of the evaluation section, e.g. \'{"protocol": "one-caption"}\'',
+    )
     p.add_argument("--out", required=True, help="metrics JSON")
 
 
 def evaluate(args: argparse.Namespace) -> None:
     """Score any embeddings of the schema: R@K, median and mean rank, both directions."""
     from supportset.retrieval.embeddings import read_caption_embeddings, read_video_embeddings
-    from supportset.retrieval.metrics import evaluate_embeddings, write_metrics
+    from supportset.retrieval.metrics import EvaluationConfig, evaluate_split, write_metrics
+    from supportset.settings import from_json
+    from supportset.torch_utils import pick_device
 
+    config = from_json(EvaluationConfig, args.settings)
     video_ids, video_emb = read_video_embeddings(args.videos)
     caption_ids, caption_video_ids, caption_emb = read_caption_embeddings(args.captions)
-    metrics = evaluate_embeddings(
-        video_ids, video_emb, caption_ids, caption_video_ids, caption_emb, ties=args.ties
-    )
+    metrics = evaluate_split(
+        video_ids, video_emb, caption_ids, caption_video_ids, caption_emb, config,
+        str(pick_device()),
+    )  # fmt: skip
     write_metrics(args.out, metrics)
     log.info("t2v %s", json.dumps(metrics["t2v"]))
     log.info("v2t %s", json.dumps(metrics["v2t"]))

@@ -16,6 +16,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from supportset.retrieval.reference import PAPER_RECALL_AT
+
 
 class ConfigError(ValueError):
     """A config key or value that the pipeline cannot run with; the message names the key."""
@@ -62,6 +64,12 @@ def check_cross_references(config: dict, schema: dict) -> None:
         if table["dataset"] not in config.get("datasets", {}):
             raise ConfigError(
                 f"config key 'tables.{name}.dataset': unknown dataset '{table['dataset']}'"
+            )
+        paper_recall_at = PAPER_RECALL_AT.get(table.get("reference", ""), table.get("recall_at"))
+        if table.get("reference") and paper_recall_at != table.get("recall_at", 10):
+            raise ConfigError(
+                f"config key 'tables.{name}.recall_at': reference {table['reference']} "
+                f"reports R@{paper_recall_at}"
             )
         for label, experiment in table["rows"].items():
             if experiment not in config.get("experiments", {}):

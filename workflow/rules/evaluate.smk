@@ -4,6 +4,8 @@ rule evaluate:
         captions="results/{dataset}/{experiment}/embeddings/{split}_captions.parquet",
     output:
         metrics="results/{dataset}/{experiment}/metrics_{split}.json",
+    params:
+        evaluation=settings_json("evaluation"),
     log:
         "results/logs/evaluate/{dataset}/{experiment}/{split}.log",
     benchmark:
@@ -12,4 +14,4 @@ rule evaluate:
         "../../envs/supportset.yaml"
     shell:
         "supportset evaluate --videos {input.videos} --captions {input.captions}"
-        " --out {output.metrics} > {log} 2>&1"
+        " --settings {params.evaluation:q} --out {output.metrics} > {log} 2>&1"

@@ -3,28 +3,61 @@
 The metrics JSON holds one summary per direction::
 
     {"t2v": {"R@1": ..., "R@5": ..., "R@10": ..., "R@50": ..., "MdR": ..., "MnR": ...,
-             "n_queries": ...},
-     "v2t": {...}}
+             "n_queries": ..., "CI95": {"R@1": [low, high], ...}},
+     "v2t": {...},
+     "protocol": "multi-caption",
+     "index": {"kind": "hnsw", "t2v": {"R@1": ..., "recall@50_vs_exact": ...}, "v2t": {...}}}
 
 R@K is a percentage, MdR and MnR are 1-based ranks (halves possible with averaged ties, see
-``search``) and ``n_queries`` an integer.
+``search``) and ``n_queries`` an integer. ``CI95`` (bootstrap intervals over the queries)
+appears when asked for; ``index`` when an approximate FAISS index is evaluated beside the
+exact metrics, which it never replaces.
+
+Protocols (which captions are queries): ``multi-caption`` (every caption; MSVD, VATEX and
+the demo), ``one-caption`` (each video's first caption in file order; MSR-VTT 1k-A, whose
+test videos carry one caption each), ``paragraph`` (ActivityNet: each video must have
+exactly one caption, its paragraph).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from supportset.io import atomic_path
-from supportset.retrieval.embeddings import check_pair
-from supportset.retrieval.search import TieMode, ranks_of_positives
+from supportset.retrieval.embeddings import check_pair, format_ids
+from supportset.retrieval.index import IndexConfig, build_index, recall_against_exact, top_k
+from supportset.retrieval.search import BLOCK_BYTES, TieMode, ranks_both_ways
+
+log = logging.getLogger(__name__)
 
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10, 50)
 DIRECTIONS: tuple[str, ...] = ("t2v", "v2t")
+PROTOCOLS: tuple[str, ...] = ("multi-caption", "one-caption", "paragraph")
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    protocol: str = "multi-caption"  # which captions are queries (see the module docstring)
+    ties: str = "average"  # average (expected rank among ties) | optimistic
+    bootstrap: int = 0  # resamples of the queries for 95% intervals of R@K; 0 = none
+    seed: int = 0  # of the bootstrap resampling
+    index: str = "flat"  # flat (exact only) | ivf | hnsw: also R@K from that FAISS index
+    ivf_lists: int = 0  # IVF cells; 0 = 4 * sqrt(N)
+    ivf_probe: int = 32  # IVF cells visited per query
+    hnsw_neighbours: int = 32  # HNSW links per node (M)
+    hnsw_ef_search: int = 128  # HNSW candidate list length while searching
+
+    def index_config(self) -> IndexConfig:
+        return IndexConfig(
+            self.index, self.ivf_lists, self.ivf_probe, self.hnsw_neighbours, self.hnsw_ef_search
+        )
 
 
 def recall_summary(ranks: np.ndarray, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float | int]:
@@ -33,11 +66,7 @@ def recall_summary(ranks: np.ndarray, ks: Sequence[int] = DEFAULT_KS) -> dict[st
     Returns ``R@K`` for each K in ``ks`` (percent of queries with rank <= K), ``MdR``
     (median rank), ``MnR`` (mean rank) and ``n_queries`` (Q).
     """
-    values = np.asarray(ranks, dtype=np.float64)
-    if values.ndim != 1 or values.size == 0:
-        raise ValueError(f"expected a non-empty 1-D array of ranks, got shape {values.shape}")
-    if not np.isfinite(values).all() or (values < 1).any():
-        raise ValueError("ranks must be finite and at least 1")
+    values = _checked_ranks(ranks)
     summary: dict[str, float | int] = {f"R@{k}": float(100.0 * np.mean(values <= k)) for k in ks}
     summary["MdR"] = float(np.median(values))
     summary["MnR"] = float(np.mean(values))
@@ -45,14 +74,60 @@ def recall_summary(ranks: np.ndarray, ks: Sequence[int] = DEFAULT_KS) -> dict[st
     return summary
 
 
-def _caption_rows_per_video(
-    video_ids: Sequence[str], caption_video_ids: Sequence[str]
-) -> list[np.ndarray]:
-    """For each video, the row indices of its captions."""
-    rows: dict[str, list[int]] = {video: [] for video in video_ids}
-    for caption_row, video in enumerate(caption_video_ids):
-        rows[video].append(caption_row)
-    return [np.asarray(rows[video], dtype=np.int64) for video in video_ids]
+def _checked_ranks(ranks: np.ndarray) -> np.ndarray:
+    values = np.asarray(ranks, dtype=np.float64)
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"expected a non-empty 1-D array of ranks, got shape {values.shape}")
+    if not np.isfinite(values).all() or (values < 1).any():
+        raise ValueError("ranks must be finite and at least 1")
+    return values
+
+
+def bootstrap_intervals(
+    ranks: np.ndarray, resamples: int, seed: int = 0, ks: Sequence[int] = DEFAULT_KS
+) -> dict[str, list[float]]:
+    """95% percentile intervals of R@K over `resamples` resamplings of the queries (with
+    replacement, the same size): {"R@K": [low, high]} in percent."""
+    values = _checked_ranks(ranks)
+    rng = np.random.default_rng(seed)
+    hits = np.stack([values <= k for k in ks], axis=1).astype(np.float64)  # (Q, K)
+    estimates = np.empty((resamples, len(ks)))
+    for start in range(0, resamples, 64):  # (64, Q) draws at a time bound the memory
+        count = min(64, resamples - start)
+        draws = rng.integers(0, len(values), size=(count, len(values)))
+        estimates[start : start + count] = 100.0 * hits[draws].mean(axis=1)
+    low, high = np.percentile(estimates, [2.5, 97.5], axis=0)
+    return {f"R@{k}": [float(a), float(b)] for k, a, b in zip(ks, low, high, strict=True)}
+
+
+def apply_protocol(
+    protocol: str,
+    video_ids: Sequence[str],
+    caption_ids: Sequence[str],
+    caption_video_ids: Sequence[str],
+    caption_emb: np.ndarray,
+) -> tuple[list[str], list[str], np.ndarray]:
+    """The captions that are queries under `protocol`: (ids, video ids, (N, D) rows)."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if protocol == "multi-caption":
+        return list(caption_ids), list(caption_video_ids), caption_emb
+    first: dict[str, int] = {}
+    for row, video in enumerate(caption_video_ids):
+        first.setdefault(video, row)
+    if protocol == "paragraph" and len(first) < len(caption_ids):
+        counts = {video: list(caption_video_ids).count(video) for video in first}
+        several = [video for video in video_ids if counts.get(video, 0) > 1]
+        raise ValueError(
+            f"protocol 'paragraph' needs one caption (the paragraph) per video; "
+            f"videos {format_ids(several)} have several"
+        )
+    rows = sorted(first.values())
+    if len(rows) < len(caption_ids):
+        log.info(
+            "protocol %s: %d of %d captions are queries", protocol, len(rows), len(caption_ids)
+        )
+    return [caption_ids[r] for r in rows], [caption_video_ids[r] for r in rows], caption_emb[rows]
 
 
 def evaluate_embeddings(
@@ -62,40 +137,127 @@ def evaluate_embeddings(
     caption_video_ids: Sequence[str],
     caption_emb: np.ndarray,
     ties: TieMode = "average",
-    block: int = 1024,
-    use_gpu: bool = False,
+    device: str = "cpu",
+    max_bytes: int = BLOCK_BYTES,
 ) -> dict[str, dict[str, float | int]]:
     """Text-to-video and video-to-text retrieval metrics of one split.
 
     ``video_emb`` (N_v, D) and ``caption_emb`` (N_c, D) hold one row per id;
     ``caption_video_ids`` (N_c) names each caption's video. t2v: every caption ranks all
     videos, its own being the positive. v2t: every video ranks all captions; its rank is that
-    of its best-ranked caption. Returns the metrics JSON shape (see the module docstring).
+    of its best-ranked caption. ``max_bytes`` bounds the scores held at once (see
+    ``search.ranks_both_ways``). Returns the metrics JSON shape (see the module docstring).
     """
-    check_pair(video_ids, video_emb, caption_ids, caption_video_ids, caption_emb)
-    row_of_video = {video: row for row, video in enumerate(video_ids)}
-    video_of_caption = [np.array([row_of_video[video]]) for video in caption_video_ids]
-    captions_of_video = _caption_rows_per_video(video_ids, caption_video_ids)
-    search_options = {"block": block, "ties": ties, "use_gpu": use_gpu}
-    t2v = ranks_of_positives(caption_emb, video_emb, video_of_caption, **search_options)
-    v2t = ranks_of_positives(video_emb, caption_emb, captions_of_video, **search_options)
+    t2v, v2t = direction_ranks(
+        video_ids, video_emb, caption_ids, caption_video_ids, caption_emb, ties, device, max_bytes
+    )
     return {"t2v": recall_summary(t2v), "v2t": recall_summary(v2t)}
 
 
-def _plain_summary(direction: str, summary: dict[str, Any]) -> dict[str, float | int]:
-    """Copy of one direction's summary with Python floats and an int ``n_queries``."""
-    if "n_queries" not in summary:
-        raise ValueError(f"metrics[{direction!r}] has no n_queries")
-    return {
-        key: int(value) if key == "n_queries" else float(value) for key, value in summary.items()
+def direction_ranks(
+    video_ids: Sequence[str],
+    video_emb: np.ndarray,
+    caption_ids: Sequence[str],
+    caption_video_ids: Sequence[str],
+    caption_emb: np.ndarray,
+    ties: TieMode = "average",
+    device: str = "cpu",
+    max_bytes: int = BLOCK_BYTES,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact (N_c,) text-to-video and (N_v,) video-to-text ranks (see evaluate_embeddings)."""
+    check_pair(video_ids, video_emb, caption_ids, caption_video_ids, caption_emb)
+    row_of_video = {video: row for row, video in enumerate(video_ids)}
+    owners = np.array([row_of_video[video] for video in caption_video_ids], dtype=np.int64)
+    return ranks_both_ways(video_emb, caption_emb, owners, ties, device, max_bytes)
+
+
+def evaluate_split(
+    video_ids: Sequence[str],
+    video_emb: np.ndarray,
+    caption_ids: Sequence[str],
+    caption_video_ids: Sequence[str],
+    caption_emb: np.ndarray,
+    config: EvaluationConfig = EvaluationConfig(),
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """The metrics JSON of one split under `config`: protocol, exact metrics, optional
+    bootstrap intervals and, for an approximate index, its own R@K and recall."""
+    caption_ids, caption_video_ids, caption_emb = apply_protocol(
+        config.protocol, video_ids, caption_ids, caption_video_ids, caption_emb
+    )
+    ranks = direction_ranks(
+        video_ids, video_emb, caption_ids, caption_video_ids, caption_emb, config.ties, device
+    )
+    metrics: dict[str, Any] = {}
+    for direction, direction_rank in zip(DIRECTIONS, ranks, strict=True):
+        metrics[direction] = recall_summary(direction_rank)
+        if config.bootstrap:
+            metrics[direction]["CI95"] = bootstrap_intervals(
+                direction_rank, config.bootstrap, config.seed
+            )
+    metrics["protocol"] = config.protocol
+    if config.index != "flat":
+        metrics["index"] = index_report(
+            config.index_config(), video_ids, video_emb, caption_video_ids, caption_emb, device
+        )
+    return metrics
+
+
+def index_report(
+    config: IndexConfig,
+    video_ids: Sequence[str],
+    video_emb: np.ndarray,
+    caption_video_ids: Sequence[str],
+    caption_emb: np.ndarray,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """R@K by top-K search in an approximate index (a positive not found counts as a
+    miss), and the index's recall of the exact top-K, in both directions."""
+    use_gpu = device.startswith("cuda")
+    row_of_video = {video: row for row, video in enumerate(video_ids)}
+    caption_owner = np.array([row_of_video[video] for video in caption_video_ids])
+    k = max(DEFAULT_KS)
+    report: dict[str, Any] = asdict(config)
+    problems = {
+        "t2v": (caption_emb, video_emb, lambda found: found == caption_owner[:, None]),
+        "v2t": (
+            video_emb,
+            caption_emb,
+            lambda found: caption_owner[found] == np.arange(len(video_emb))[:, None],
+        ),
     }
+    for direction, (queries, gallery, is_positive) in problems.items():
+        _, approximate = top_k(build_index(gallery, config, use_gpu), queries, k)
+        _, exact = top_k(build_index(gallery, IndexConfig(), use_gpu), queries, k)
+        hits = is_positive(approximate) & (approximate >= 0)
+        summary = {f"R@{j}": float(100.0 * hits[:, :j].any(axis=1).mean()) for j in DEFAULT_KS}
+        summary[f"recall@{k}_vs_exact"] = recall_against_exact(approximate, exact)
+        report[direction] = summary
+    return report
 
 
-def write_metrics(path: str | os.PathLike[str], metrics: dict[str, dict[str, Any]]) -> None:
-    """Atomically write ``metrics`` (as returned by ``evaluate_embeddings``) as JSON."""
+def _plain(value: Any) -> Any:
+    """JSON-ready copy: numpy scalars as Python numbers, recursively."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
+
+
+def write_metrics(path: str | os.PathLike[str], metrics: dict[str, Any]) -> None:
+    """Atomically write ``metrics`` (as returned by ``evaluate_split``) as JSON."""
     missing = [direction for direction in DIRECTIONS if direction not in metrics]
     if missing:
         raise ValueError(f"metrics lack direction(s) {missing}")
-    plain = {direction: _plain_summary(direction, metrics[direction]) for direction in DIRECTIONS}
+    plain = _plain(metrics)
+    for direction in DIRECTIONS:
+        if "n_queries" not in plain[direction]:
+            raise ValueError(f"metrics[{direction!r}] has no n_queries")
+        plain[direction]["n_queries"] = int(plain[direction]["n_queries"])
     with atomic_path(path) as temporary:
         temporary.write_text(json.dumps(plain, indent=2) + "\n", encoding="utf-8")

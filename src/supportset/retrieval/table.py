@@ -2,7 +2,10 @@
 
 A table is a list of dicts keyed by the CSV columns (``TABLE_COLUMNS``, or its R@50 variant
 for ActivityNet). Recalls (percent) and median ranks are rounded to one decimal, as in the
-paper. ``write_table`` writes the CSV and a Markdown rendering with the same stem.
+paper; a value the paper does not give is empty in the CSV and "-" in Markdown. When this
+run's metrics carry bootstrap intervals, each recall gets two more columns,
+``{T2V,V2T}_R@K_low`` and ``_high`` (95%). ``write_table`` writes the CSV and a Markdown
+rendering with the same stem.
 """
 
 from __future__ import annotations
@@ -42,12 +45,38 @@ def table_columns(recall_at: int = 10) -> tuple[str, ...]:
 TABLE_COLUMNS: tuple[str, ...] = table_columns(10)
 
 
+def interval_columns(recall_at: int = 10) -> tuple[str, ...]:
+    """The low and high bootstrap bound columns of each recall, both directions."""
+    return tuple(
+        f"{direction.upper()}_{key}_{bound}"
+        for direction in DIRECTIONS
+        for key in _metric_keys(recall_at)[:3]
+        for bound in ("low", "high")
+    )
+
+
 def _table_row(
-    columns: tuple[str, ...], label: str, source: str, values: list[float]
+    columns: tuple[str, ...], label: str, source: str, values: list[float | None]
 ) -> dict[str, Any]:
-    """One table row: label, source and the metric values rounded to ``DECIMALS``."""
-    rounded = [round(float(value), DECIMALS) for value in values]
+    """One table row: label, source and the metric values rounded to ``DECIMALS`` (None
+    where there is no value)."""
+    rounded = [None if value is None else round(float(value), DECIMALS) for value in values]
     return dict(zip(columns, [label, source, *rounded], strict=True))
+
+
+def _interval_values(label: str, metrics: dict[str, Any], recall_at: int) -> list[float]:
+    """The bootstrap bounds of one run, in ``interval_columns`` order."""
+    values = []
+    for direction in DIRECTIONS:
+        intervals = metrics[direction].get("CI95")
+        if intervals is None:
+            raise ValueError(
+                f"row {label!r}: metrics[{direction!r}] has no CI95, unlike other rows "
+                "(evaluate every row with the same evaluation.bootstrap)"
+            )
+        for key in _metric_keys(recall_at)[:3]:
+            values.extend(intervals[key])
+    return values
 
 
 def _run_values(label: str, metrics: dict[str, Any], recall_at: int) -> list[float]:
@@ -71,7 +100,9 @@ def build_table(
     ``reference``: name of a table of ``reference.PAPER_ROWS`` whose rows come first, or None;
     ``recall_at``: K of the third recall column, 10 (MSR-VTT) or 50 (ActivityNet).
     """
-    columns = table_columns(recall_at)
+    with_intervals = any("CI95" in metrics["t2v"] for metrics in run_rows.values())
+    columns = table_columns(recall_at) + (interval_columns(recall_at) if with_intervals else ())
+    extra = len(columns) - len(table_columns(recall_at))
     rows = []
     if reference is not None:
         references = paper_rows(reference)
@@ -81,13 +112,14 @@ def build_table(
                 f"not R@{recall_at}"
             )
         rows.extend(
-            _table_row(columns, paper.row, PAPER_SOURCE, [*paper.t2v, *paper.v2t])
+            _table_row(columns, paper.row, PAPER_SOURCE, [*paper.t2v, *paper.v2t, *[None] * extra])
             for paper in references
         )
-    rows.extend(
-        _table_row(columns, label, RUN_SOURCE, _run_values(label, metrics, recall_at))
-        for label, metrics in run_rows.items()
-    )
+    for label, metrics in run_rows.items():
+        values = _run_values(label, metrics, recall_at)
+        if with_intervals:
+            values += _interval_values(label, metrics, recall_at)
+        rows.append(_table_row(columns, label, RUN_SOURCE, values))
     return rows
 
 
@@ -96,7 +128,15 @@ def _columns_of(rows: list[dict[str, Any]]) -> tuple[str, ...]:
     if not rows:
         raise ValueError("a table needs at least one row")
     columns = tuple(rows[0])
-    if columns not in {table_columns(recall_at) for recall_at in RECALL_AT_CHOICES}:
+    layouts = {
+        layout
+        for recall_at in RECALL_AT_CHOICES
+        for layout in (
+            table_columns(recall_at),
+            table_columns(recall_at) + interval_columns(recall_at),
+        )
+    }
+    if columns not in layouts:
         raise ValueError(f"unexpected table columns {columns}")
     mismatched = [row.get("row") for row in rows if tuple(row) != columns]
     if mismatched:
@@ -104,8 +144,11 @@ def _columns_of(rows: list[dict[str, Any]]) -> tuple[str, ...]:
     return columns
 
 
-def _cell(value: Any) -> str:
-    """Text of one cell: numbers with ``DECIMALS`` decimals, anything else as is."""
+def _cell(value: Any, missing: str = "") -> str:
+    """Text of one cell: numbers with ``DECIMALS`` decimals, `missing` for None, anything
+    else as is."""
+    if value is None:
+        return missing
     return f"{value:.{DECIMALS}f}" if isinstance(value, float | int) else str(value)
 
 
@@ -124,7 +167,7 @@ def _markdown_text(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
         return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
     alignment = ["---" if column in ("row", "source") else "---:" for column in columns]
-    body = [line([_cell(row[column]) for column in columns]) for row in rows]
+    body = [line([_cell(row[column], "-") for column in columns]) for row in rows]
     return "\n".join([line(list(columns)), "|" + "|".join(alignment) + "|", *body]) + "\n"
 
 

@@ -188,7 +188,12 @@ def validate(
     """Text-to-video R@1, R@5, R@10 and their sum on `split`."""
     video_emb, caption_emb = embed_split(model, bank, split, max_video_seconds, device)
     metrics = evaluate_embeddings(
-        split.video_ids, video_emb, split.caption_ids, split.caption_video_ids, caption_emb
+        split.video_ids,
+        video_emb,
+        split.caption_ids,
+        split.caption_video_ids,
+        caption_emb,
+        device=str(device),
     )["t2v"]
     recalls = {f"t2v_R@{k}": metrics[f"R@{k}"] for k in (1, 5, 10)}
     return {**recalls, "rsum": sum(recalls.values())}
