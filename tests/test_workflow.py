@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from supportset.retrieval.table import TABLE_COLUMNS
+from supportset.retrieval.table import TABLE_COLUMNS, interval_columns
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.e2e
@@ -55,12 +55,13 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_default_target_is_the_demo_table(demo_run: Path):
     with open(demo_run / "results/demo_table3.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert tuple(rows[0]) == TABLE_COLUMNS
+    assert tuple(rows[0]) == TABLE_COLUMNS + interval_columns(10)  # the demo bootstraps
     assert {row["source"] for row in rows} == {"paper", "this run"}
     ours = [row for row in rows if row["source"] == "this run"]
     assert [row["row"] for row in ours] == list(small_config()["tables"]["demo_table3"]["rows"])
     for row in ours:
         assert 0 <= float(row["T2V_R@1"]) <= 100 and float(row["T2V_MdR"]) >= 1
+        assert float(row["V2T_R@5_low"]) <= float(row["V2T_R@5"]) <= float(row["V2T_R@5_high"])
     markdown = (demo_run / "results/demo_table3.md").read_text()
     assert markdown.count("this run") == len(ours) == 4
 
@@ -75,7 +76,8 @@ def test_every_stage_left_its_outputs_logs_and_benchmarks(demo_run: Path):
     rejected = sum(len(pq.read_table(path)) for path in rejects)
     assert written + rejected == 20
     metrics = json.loads((results / "supportset/metrics_test.json").read_text())
-    assert set(metrics) == {"t2v", "v2t"} and metrics["t2v"]["n_queries"] > 0
+    assert set(metrics) == {"t2v", "v2t", "protocol"} and metrics["t2v"]["n_queries"] > 0
+    assert metrics["protocol"] == "multi-caption" and len(metrics["v2t"]["CI95"]["R@1"]) == 2
     log = (results / "supportset/train_log.csv").read_text().splitlines()
     assert log[0].startswith("epoch,step,kind,loss,contrast,caption")
     assert float(log[1].split(",")[5]) > 0  # the cross-captioning loss is on
