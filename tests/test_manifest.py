@@ -9,7 +9,13 @@ from supportset.io import atomic_path
 
 
 def write_csvs(root, videos, captions):
+    """The two CSVs, and an (empty) file for every video that stays inside `root`."""
     (root / "videos.csv").write_text("video_id,file,split\n" + "".join(f"{r}\n" for r in videos))
+    for row in videos:
+        file = row.split(",")[1]
+        if not file.startswith(("/", "..")):
+            (root / file).parent.mkdir(parents=True, exist_ok=True)
+            (root / file).touch()
     (root / "captions.csv").write_text(
         "caption_id,video_id,text\n" + "".join(f"{r}\n" for r in captions)
     )

@@ -113,12 +113,45 @@ def test_bad_config_key_stops_before_any_job(tmp_path: Path):
     assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
 
 
-def test_unconfigured_dataset_names_its_root_key(tmp_path: Path):
+@pytest.mark.parametrize(
+    ("target", "dataset"),
+    [
+        ("msrvtt_table3", "msrvtt"),
+        ("vatex_table4", "vatex"),
+        ("activitynet_table5", "activitynet"),
+        ("msvd_table", "msvd"),
+    ],
+)
+def test_unconfigured_dataset_names_its_root_key(tmp_path: Path, target: str, dataset: str):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(small_config(), sort_keys=False))
-    result = snakemake(tmp_path, "results/msrvtt_table3.csv")
+    result = snakemake(tmp_path, f"results/{target}.csv")
     assert result.returncode != 0
-    assert "datasets.msrvtt.root" in result.stdout + result.stderr
+    assert f"datasets.{dataset}.root" in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_configured_dataset_builds_its_dag_from_the_annotation_files(tmp_path: Path):
+    """MSR-VTT 1k-A files in place (no videos): the dry run plans prepare -> table."""
+    data = tmp_path / "msrvtt"
+    data.mkdir()
+    (data / "MSRVTT_data.json").write_text('{"videos": [], "sentences": []}')
+    for name in ("MSRVTT_train.9k.csv", "MSRVTT_JSFUSION_test.csv"):
+        (data / name).write_text("video_id\n")
+    config = small_config()
+    config["datasets"]["msrvtt"]["root"] = str(data)
+    config["datasets"]["msrvtt"]["overrides"]["features"] = {
+        "appearance": {"arch": "resnet18", "weights": "random"},
+        "motion": {"arch": "r2plus1d_10", "weights": "random", "clip_len": 4},
+    }
+    config["datasets"]["msrvtt"]["overrides"]["text"]["model"] = "tiny"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = snakemake(tmp_path, "results/msrvtt_table3.csv", "--dry-run")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "prepare" in result.stdout and "table" in result.stdout
+    config["datasets"]["msrvtt"]["split"] = "1k-C"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = snakemake(tmp_path, "results/msrvtt_table3.csv", "--dry-run")
+    assert result.returncode != 0 and "datasets.msrvtt.split" in result.stdout + result.stderr
 
 
 def test_missing_production_weights_stop_before_any_job(tmp_path: Path):

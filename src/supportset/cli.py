@@ -73,13 +73,15 @@ def _prepare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapter", required=True)
     p.add_argument("--root", required=True, help="dataset folder")
     p.add_argument("--out-dir", required=True, help="folder for videos.parquet, captions.parquet")
+    p.add_argument("--split", default="", help="the adapter's split choice (default: its first)")
+    p.add_argument("--missing-videos", choices=["skip", "fail"], default="fail")
 
 
 def prepare(args: argparse.Namespace) -> None:
     """Turn a dataset's annotations into the manifest tables."""
     from supportset.data.prepare import prepare as run
 
-    videos, captions = run(args.adapter, args.root, args.out_dir)
+    videos, captions = run(args.adapter, args.root, args.out_dir, args.split, args.missing_videos)
     log.info("manifest: %d videos, %d captions", videos, captions)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from supportset.data.adapters import ADAPTERS
 from supportset.retrieval.reference import PAPER_RECALL_AT
 
 
@@ -47,6 +48,10 @@ def check_cross_references(config: dict, schema: dict) -> None:
     """Check every `overrides` block against its section schema, and tables' references."""
     for name, dataset in config.get("datasets", {}).items():
         _check_overrides(dataset.get("overrides", {}), f"datasets.{name}", schema)
+        try:
+            ADAPTERS[dataset["adapter"]].choose_split(dataset.get("split", ""))
+        except ValueError as error:
+            raise ConfigError(f"config key 'datasets.{name}.split': {error}") from error
         if dataset["adapter"] == "demo" and dataset.get("root") != f"resources/{name}":
             raise ConfigError(
                 f"config key 'datasets.{name}.root': a generated demo corpus lives in "

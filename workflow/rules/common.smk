@@ -6,6 +6,7 @@ from pathlib import Path
 from functools import cache
 
 from supportset.config import check_cross_references, load_schema, section_settings
+from supportset.data.adapters import ADAPTERS
 from supportset.preflight import check_offline_weights
 
 # One shard format per run (file names depend on it); datasets cannot override it.
@@ -63,14 +64,19 @@ def dataset_root(dataset):
     return root
 
 
+def dataset_split(dataset):
+    """The dataset's split choice, its adapter's default when config leaves it empty."""
+    adapter = ADAPTERS[config["datasets"][dataset]["adapter"]]
+    return adapter.choose_split(config["datasets"][dataset]["split"])
+
+
 def prepare_inputs(wildcards):
     """Annotation files the dataset's adapter reads."""
     root = dataset_root(wildcards.dataset)
     check_weights(wildcards.dataset)
-    adapter = config["datasets"][wildcards.dataset]["adapter"]
-    if adapter == "demo":
-        return [f"{root}/annotations.json"]
-    return [f"{root}/videos.csv", f"{root}/captions.csv"]
+    adapter = ADAPTERS[config["datasets"][wildcards.dataset]["adapter"]]
+    split = dataset_split(wildcards.dataset)
+    return [f"{root}/{name}" for name in adapter.files(Path(root), split)]
 
 
 def shard_names(count):

@@ -1,7 +1,8 @@
 """Manifests: the dataset-independent description of videos and captions.
 
-`videos.parquet`: video_id (unique), path, split, optional start/end (seconds).
-`captions.parquet`: caption_id (unique), video_id, text, split, optional start/end.
+`videos.parquet`: video_id (unique), path, split.
+`captions.parquet`: caption_id (unique), video_id, text, split, start and end (seconds into
+the video of the segment the caption describes; null for a caption of the whole video).
 Every adapter produces exactly these two tables; nothing downstream knows the dataset.
 """
 
@@ -25,6 +26,8 @@ CAPTIONS_SCHEMA = pa.schema(
         ("video_id", pa.string()),
         ("text", pa.string()),
         ("split", pa.string()),
+        ("start", pa.float64()),
+        ("end", pa.float64()),
     ]
 )
 

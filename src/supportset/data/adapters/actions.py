@@ -1,0 +1,92 @@
+"""HMDB-51 and UCF-101 with their three official train/test folds (action recognition).
+
+Each video's caption is its action class in words ("brush hair", "apply eye makeup"), with
+the video's id as caption id, so the manifests stay those of every other dataset.
+
+HMDB-51 under root: `testTrainMulti_7030_splits/<action>_test_split<k>.txt` (lines
+"<video>.avi <tag>", tag 1 = train, 2 = test, 0 = unused in that fold) and the videos in
+`videos/` (any depth, e.g. `videos/<action>/<video>.avi`).
+UCF-101 under root: `ucfTrainTestlist/classInd.txt`, `trainlist0<k>.txt` (lines
+"<Class>/<video>.avi <label>") and `testlist0<k>.txt` (lines "<Class>/<video>.avi"), and
+the videos in `UCF-101/` (any depth).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from supportset.data.adapters.files import VideoFolder, annotation, read_lines
+from supportset.data.manifest import ManifestError
+
+FOLDS = ("fold1", "fold2", "fold3")
+HMDB_SPLITS_DIR = "testTrainMulti_7030_splits"
+HMDB_TAGS = {"1": "train", "2": "test"}
+
+
+def hmdb_files(root: Path, fold: str) -> list[str]:
+    folder = root / HMDB_SPLITS_DIR
+    names = sorted(path.name for path in folder.glob(f"*_test_split{fold[-1]}.txt"))
+    return [f"{HMDB_SPLITS_DIR}/{name}" for name in names]
+
+
+def read_hmdb(root: Path, fold: str) -> tuple[list[dict], list[dict]]:
+    split_files = hmdb_files(root, fold)
+    if not split_files:
+        raise ManifestError(f"{root / HMDB_SPLITS_DIR}: no *_test_split{fold[-1]}.txt files")
+    folder = VideoFolder(root / "videos")
+    labelled = []
+    for relative in split_files:
+        path = annotation(root, relative)
+        action = path.name[: -len(f"_test_split{fold[-1]}.txt")]
+        for number, line in enumerate(read_lines(path), 1):
+            name, _, tag = line.partition(" ")
+            if tag.strip() not in ("0", "1", "2") or not name.endswith(".avi"):
+                raise ManifestError(f"{path}: line {number} is not '<video>.avi <0|1|2>': {line!r}")
+            if tag.strip() in HMDB_TAGS:
+                labelled.append((name[:-4], action.replace("_", " "), HMDB_TAGS[tag.strip()]))
+    return _rows(labelled, folder)
+
+
+def ucf_files(root: Path, fold: str) -> list[str]:
+    k = fold[-1]
+    return [
+        f"ucfTrainTestlist/{name}"
+        for name in ("classInd.txt", f"trainlist0{k}.txt", f"testlist0{k}.txt")
+    ]
+
+
+def read_ucf(root: Path, fold: str) -> tuple[list[dict], list[dict]]:
+    class_file, train_file, test_file = (annotation(root, name) for name in ucf_files(root, fold))
+    classes = set()
+    for line in read_lines(class_file):
+        _, _, name = line.partition(" ")
+        classes.add(name.strip())
+    labelled = []
+    for path, split in ((train_file, "train"), (test_file, "test")):
+        for number, line in enumerate(read_lines(path), 1):
+            relative = line.split(" ")[0]
+            action, _, name = relative.partition("/")
+            if action not in classes or not name.endswith(".avi"):
+                raise ManifestError(f"{path}: line {number} is not '<Class>/<video>.avi': {line!r}")
+            labelled.append((name[:-4], _words(action), split))
+    return _rows(labelled, VideoFolder(root / "UCF-101"))
+
+
+def _words(camel: str) -> str:
+    """ "ApplyEyeMakeup" -> "apply eye makeup"; "YoYo" -> "yo yo"."""
+    return " ".join(re.findall(r"[A-Z][a-z]*|[a-z]+|\d+", camel)).lower()
+
+
+def _rows(
+    labelled: list[tuple[str, str, str]], folder: VideoFolder
+) -> tuple[list[dict], list[dict]]:
+    videos = [
+        {"video_id": video_id, "path": folder.path(video_id), "split": split}
+        for video_id, _, split in labelled
+    ]
+    captions = [
+        {"caption_id": video_id, "video_id": video_id, "text": action, "split": split}
+        for video_id, action, split in labelled
+    ]
+    return videos, captions

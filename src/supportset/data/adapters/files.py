@@ -1,0 +1,124 @@
+"""Reading the annotation files of the public datasets safely, with errors that name them."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import pickle
+from collections import Counter
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+from supportset.data.manifest import ManifestError, safe_video_path
+
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".flv", ".3gp")
+
+
+def annotation(root: Path, relative: str) -> Path:
+    """`root/relative`, which must exist: the error names the file and the dataset folder."""
+    path = safe_video_path(root, relative)
+    if not path.is_file():
+        raise ManifestError(f"{path}: annotation file not found in the dataset folder {root}")
+    return path
+
+
+def read_text(path: Path) -> str:
+    """UTF-8 text (a BOM is dropped); a decoding error names the byte and line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ManifestError(
+            f"{path}: not UTF-8 text: byte {data[error.start : error.start + 1]!r} on line "
+            f"{line}; convert the file to UTF-8"
+        ) from error
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as error:
+        raise ManifestError(f"{path}: malformed JSON: {error}") from error
+
+
+def read_lines(path: Path) -> list[str]:
+    """Non-empty stripped lines."""
+    return [line.strip() for line in read_text(path).splitlines() if line.strip()]
+
+
+def read_csv(path: Path, columns: tuple[str, ...]) -> list[dict]:
+    """Rows of a CSV with a header that holds at least `columns`."""
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    missing = [column for column in columns if column not in (reader.fieldnames or [])]
+    if missing:
+        raise ManifestError(f"{path}: missing column(s) {', '.join(missing)}")
+    return list(reader)
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    """Refuses every global: only dicts, lists, tuples, strings and numbers load, so a
+    pickle cannot run code."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise ManifestError(f"refusing to load {module}.{name} from a pickle (plain data only)")
+
+
+def read_plain_pickle(path: Path) -> Any:
+    with path.open("rb") as handle:
+        try:
+            return _PlainDataUnpickler(handle).load()
+        except ManifestError as error:
+            raise ManifestError(f"{path}: {error}") from error
+        except (pickle.UnpicklingError, EOFError) as error:
+            raise ManifestError(f"{path}: malformed pickle: {error}") from error
+
+
+class VideoFolder:
+    """The video files under one folder (recursively), found by name without suffix."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._by_stem: dict[str, Path] = {}
+        if folder.is_dir():
+            for path in sorted(folder.rglob("*")):
+                if path.suffix.lower() in VIDEO_SUFFIXES:
+                    self._by_stem.setdefault(path.stem, path)
+
+    def path(self, stem: str) -> str:
+        """The file of video `stem`; where there is none, the path it is expected at (with
+        the first suffix), which `prepare` then counts as missing."""
+        if "/" in stem or stem in ("", ".", ".."):
+            raise ManifestError(f"video id '{stem}' would escape the dataset folder {self.folder}")
+        found = self._by_stem.get(stem)
+        return str(found if found is not None else self.folder / f"{stem}{VIDEO_SUFFIXES[0]}")
+
+
+def held_out(video_ids: list[str], share: int = 10, most: int = 1000) -> set[str]:
+    """A fixed validation set carved from `video_ids`: 1/`share` of them, at most `most`,
+    at least one; those with the smallest SHA-1 digests, so it never depends on order."""
+    count = max(1, min(most, len(video_ids) // share))
+    return set(sorted(video_ids, key=lambda v: hashlib.sha1(v.encode()).hexdigest())[:count])
+
+
+def check_lists(lists: dict[str, list[str]], known: Collection[str], source: str) -> None:
+    """Split lists (name -> ids): none repeats an id or names one `source` lacks, and no id
+    is in two lists."""
+    for name, ids in lists.items():
+        repeated = sorted(video_id for video_id, count in Counter(ids).items() if count > 1)
+        if repeated:
+            raise ManifestError(f"{name} repeats {', '.join(repeated[:10])}")
+        unknown = sorted(set(ids) - set(known))
+        if unknown:
+            raise ManifestError(
+                f"{name} names videos missing from {source}: {', '.join(unknown[:10])}"
+            )
+    names = list(lists)
+    for position, first in enumerate(names):
+        for second in names[position + 1 :]:
+            both = sorted(set(lists[first]) & set(lists[second]))
+            if both:
+                raise ManifestError(f"in both {first} and {second}: {', '.join(both[:10])}")

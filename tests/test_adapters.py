@@ -1,0 +1,356 @@
+"""Dataset adapters on fixture files in the real formats, written here.
+
+The split-size tests build annotation files that mimic the full id ranges of each dataset
+(no videos needed: the adapters' rows are checked before `prepare` looks for files)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import pickle
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from supportset.data.adapters import ADAPTERS, actions, activitynet, howto100m, msrvtt, msvd, vatex
+from supportset.data.manifest import ManifestError, read_captions, read_videos
+from supportset.data.prepare import prepare
+
+
+def split_counts(rows: list[dict]) -> dict[str, int]:
+    return dict(Counter(row["split"] for row in rows))
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+# MSR-VTT ------------------------------------------------------------------------------
+
+JSFUSION_TEST = [f"video{n}" for n in range(7010, 10000, 2)][:1000]
+MIECH_TEST = [f"video{n}" for n in range(9000, 10000)]
+MIECH_TRAIN = [f"video{n}" for n in range(9000) if n % 4 != 3][:6656]
+MIECH_VAL = sum(6513 <= int(v[5:]) <= 7009 for v in MIECH_TRAIN)  # official val ids: 373
+
+
+def msrvtt_root(root: Path, original_files: bool = False) -> Path:
+    """All 10,000 videos with 20 captions (video7 and video9000 with 19), the CLIP4Clip CSVs
+    and Collaborative Experts' 1k-B lists."""
+    videos = [{"video_id": f"video{n}", "id": n, "split": "train"} for n in range(10000)]
+    sentences = [
+        {"sen_id": 20 * n + k, "video_id": f"video{n}", "caption": f"clip {n} caption {k}"}
+        for n in range(10000)
+        for k in range(19 if n in (7, 9000) else 20)
+    ]
+    if original_files:
+        for name, numbers in (("train_val", range(7010)), ("test", range(7010, 10000))):
+            chosen = set(numbers)
+            data = {
+                "videos": [v for v in videos if v["id"] in chosen],
+                "sentences": [s for s in sentences if int(s["video_id"][5:]) in chosen],
+            }
+            (root / f"{name}_videodatainfo.json").write_text(json.dumps(data))
+    else:
+        (root / "MSRVTT_data.json").write_text(
+            json.dumps({"videos": videos, "sentences": sentences})
+        )
+    test = set(JSFUSION_TEST)
+    nine_k = [f"video{n}" for n in range(10000) if f"video{n}" not in test][:9000]
+    write_csv(root / "MSRVTT_train.9k.csv", ["video_id"], [[v] for v in nine_k])
+    write_csv(root / "MSRVTT_train.7k.csv", ["video_id"], [[f"video{n}"] for n in range(7010)])
+    write_csv(
+        root / "MSRVTT_JSFUSION_test.csv",
+        ["key", "vid_key", "video_id", "sentence"],
+        [
+            [f"ret{i}", f"msr{v[5:]}", v, f"jsfusion sentence {i}"]
+            for i, v in enumerate(JSFUSION_TEST)
+        ],
+    )
+    (root / "train_list_miech.txt").write_text("\n".join(MIECH_TRAIN) + "\n")
+    (root / "test_list_miech.txt").write_text("\n".join(MIECH_TEST))
+    return root
+
+
+@pytest.fixture(scope="module")
+def msrvtt_folder(tmp_path_factory) -> Path:
+    return msrvtt_root(tmp_path_factory.mktemp("msrvtt"))
+
+
+def sizes(train: int, val: int, test: int, test_captions: int, train_short: int = 1) -> tuple:
+    """Expected videos and captions per split: 20 captions each, `train_short` train videos
+    (video7) and, when all test captions are kept, one test video (video9000) with 19."""
+    videos = {"train": train, "val": val, "test": test}
+    captions = {"train": 20 * train - train_short, "val": 20 * val, "test": test_captions}
+    return videos, captions
+
+
+@pytest.mark.parametrize(
+    ("split", "expected"),
+    [
+        ("1k-A", sizes(8503, 497, 1000, 1000)),
+        ("7k", sizes(6513, 497, 1000, 1000)),
+        ("1k-B", sizes(6656 - MIECH_VAL, MIECH_VAL, 1000, 20 * 1000 - 1, train_short=0)),
+        ("full", sizes(6513, 497, 2990, 20 * 2990 - 1)),
+    ],
+)
+def test_msrvtt_split_sizes(msrvtt_folder: Path, split: str, expected: tuple) -> None:
+    video_rows, caption_rows = msrvtt.read(msrvtt_folder, split)
+    assert (split_counts(video_rows), split_counts(caption_rows)) == expected
+    assert video_rows[0]["path"] == str(
+        msrvtt_folder / "videos" / f"{video_rows[0]['video_id']}.mp4"
+    )
+
+
+def test_msrvtt_1k_a_tests_on_the_jsfusion_sentences(msrvtt_folder: Path) -> None:
+    _, captions = msrvtt.read(msrvtt_folder, "1k-A")
+    test = [c for c in captions if c["split"] == "test"]
+    assert test[0] == {
+        "caption_id": "ret0", "video_id": "video7010", "text": "jsfusion sentence 0",
+        "split": "test",
+    }  # fmt: skip
+    assert {c["video_id"] for c in test} == set(JSFUSION_TEST)
+
+
+def test_msrvtt_original_annotation_files_give_the_same_manifest(
+    tmp_path: Path, msrvtt_folder: Path
+) -> None:
+    original = msrvtt_root(tmp_path, original_files=True)
+    assert msrvtt.files(original, "full") == [
+        "train_val_videodatainfo.json",
+        "test_videodatainfo.json",
+    ]
+    for split in ("1k-A", "full"):
+        ours, theirs = msrvtt.read(original, split), msrvtt.read(msrvtt_folder, split)
+        assert [v["video_id"] for v in ours[0]] == [v["video_id"] for v in theirs[0]]
+        assert [c["caption_id"] for c in ours[1]] == [c["caption_id"] for c in theirs[1]]
+
+
+def small_msrvtt(root: Path, train: list[str], test: list[str]) -> Path:
+    videos = [{"video_id": f"video{n}"} for n in range(12)]
+    sentences = [{"sen_id": n, "video_id": f"video{n}", "caption": "a clip"} for n in range(12)]
+    (root / "MSRVTT_data.json").write_text(json.dumps({"videos": videos, "sentences": sentences}))
+    write_csv(root / "MSRVTT_train.9k.csv", ["video_id"], [[v] for v in train])
+    write_csv(root / "MSRVTT_JSFUSION_test.csv", ["key", "vid_key", "video_id", "sentence"],
+              [[f"ret{i}", "x", v, "s"] for i, v in enumerate(test)])  # fmt: skip
+    return root
+
+
+@pytest.mark.parametrize(
+    ("train", "test", "message"),
+    [
+        (["video1", "video1"], ["video2"], "train list repeats video1"),
+        (["video1"], ["video77"], "test list names videos missing from the annotations: video77"),
+        (["video1", "video2"], ["video2"], "in both the train list and the test list: video2"),
+    ],
+)
+def test_msrvtt_bad_lists_are_named(tmp_path: Path, train: list, test: list, message: str) -> None:
+    with pytest.raises(ManifestError, match=message):
+        msrvtt.read(small_msrvtt(tmp_path, train, test), "1k-A")
+
+
+def test_missing_annotation_file_and_malformed_json_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match=r"MSRVTT_data\.json: annotation file not found"):
+        msrvtt.read(tmp_path, "full")
+    (tmp_path / "MSRVTT_data.json").write_text('{"videos": [')
+    with pytest.raises(ManifestError, match=r"MSRVTT_data\.json: malformed JSON"):
+        msrvtt.read(tmp_path, "full")
+    (tmp_path / "MSRVTT_data.json").write_text('{"videos": [{"id": 1}], "sentences": []}')
+    with pytest.raises(ManifestError, match="not MSR-VTT's videos/sentences layout"):
+        msrvtt.read(tmp_path, "full")
+
+
+# prepare: missing videos, split choice --------------------------------------------------
+
+
+def test_missing_videos_are_listed_and_fail_or_skip(tmp_path: Path) -> None:
+    (tmp_path / "msrvtt").mkdir()
+    root = small_msrvtt(tmp_path / "msrvtt", ["video0", "video1", "video2"], ["video3"])
+    (root / "videos").mkdir()
+    for n in (0, 2, 3):
+        (root / "videos" / f"video{n}.mp4").touch()
+    out = tmp_path / "manifest"
+    with pytest.raises(ManifestError, match=r"1 of 4 listed videos are missing on disk \(video1\)"):
+        prepare("msrvtt", root, out, "1k-A", "fail")
+    assert not (out / "videos.parquet").exists()
+    assert (out / "missing_videos.csv").read_text().splitlines()[1].startswith("video1,")
+    assert prepare("msrvtt", root, out, "1k-A", "skip") == (3, 3)
+    assert [v["video_id"] for v in read_videos(out / "videos.parquet")] == [
+        "video0",
+        "video2",
+        "video3",
+    ]
+    assert "video1" not in {c["video_id"] for c in read_captions(out / "captions.parquet")}
+
+
+def test_unknown_split_choice_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"unknown split '1k-C' \(choices: 1k-A, 7k, 1k-B, full\)"):
+        prepare("msrvtt", tmp_path, tmp_path / "out", "1k-C")
+
+
+def test_ids_that_would_escape_the_dataset_folder_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "train.json").write_text(
+        json.dumps({"../../etc/passwd": {"timestamps": [], "sentences": []}})
+    )
+    (tmp_path / "val_1.json").write_text("{}")
+    with pytest.raises(ManifestError, match="would escape the dataset folder"):
+        activitynet.read(tmp_path, "val_1")
+
+
+# MSVD -----------------------------------------------------------------------------------
+
+
+def msvd_root(root: Path) -> Path:
+    clips = [f"clip{n:04d}_{n}_{n + 5}" for n in range(1970)]
+    lists = {
+        "train_list.txt": clips[:1200],
+        "val_list.txt": clips[1200:1300],
+        "test_list.txt": clips[1300:],
+    }
+    for name, names in lists.items():
+        (root / name).write_text("\n".join(names) + "\n")
+    captions = {
+        clip: [["a", "man", "plays", str(k)] for k in range(40 + n % 3)]
+        for n, clip in enumerate(clips)
+    }
+    (root / "raw-captions.pkl").write_bytes(pickle.dumps(captions))
+    return root
+
+
+def test_msvd_split_sizes_and_captions(tmp_path: Path) -> None:
+    videos, captions = msvd.read(msvd_root(tmp_path), "standard")
+    assert split_counts(videos) == {"train": 1200, "val": 100, "test": 670}
+    assert len(captions) == sum(40 + n % 3 for n in range(1970))
+    assert captions[0]["text"] == "a man plays 0" and captions[0]["caption_id"] == "clip0000_0_5#0"
+    assert videos[0]["path"] == str(tmp_path / "YouTubeClips" / "clip0000_0_5.mp4")
+
+
+class Payload:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned",))
+
+
+def test_msvd_pickle_is_read_as_plain_data_only(tmp_path: Path) -> None:
+    msvd_root(tmp_path)
+    (tmp_path / "raw-captions.pkl").write_bytes(pickle.dumps({"clip": Payload()}))
+    with pytest.raises(ManifestError, match=r"refusing to load (posix|os)\.system"):
+        msvd.read(tmp_path, "standard")
+
+
+# VATEX ----------------------------------------------------------------------------------
+
+
+def test_vatex_split_sizes_and_english_captions(tmp_path: Path) -> None:
+    def entry(n: int) -> dict:
+        return {"videoID": f"yt{n:05d}_{n:06d}_{n + 10:06d}",
+                "enCap": [f"english {k}" for k in range(10)],
+                "chCap": [f"中文 {k}" for k in range(10)]}  # fmt: skip
+
+    (tmp_path / "vatex_training_v1.0.json").write_text(json.dumps([entry(n) for n in range(25991)]))
+    validation = [entry(n) for n in range(30000, 33000)]
+    (tmp_path / "vatex_validation_v1.0.json").write_text(json.dumps(validation))
+    ids = [item["videoID"] for item in validation]
+    (tmp_path / "val_list.txt").write_text("\n".join(ids[:1500]))
+    (tmp_path / "test_list.txt").write_text("\n".join(ids[1500:]))
+    videos, captions = vatex.read(tmp_path, "hgr")
+    assert split_counts(videos) == {"train": 25991, "val": 1500, "test": 1500}
+    assert len(captions) == 10 * 28991 and {c["text"][:7] for c in captions} == {"english"}
+    (tmp_path / "test_list.txt").write_text("\n".join(ids[1400:]))
+    with pytest.raises(ManifestError, match=r"both val_list\.txt and test_list\.txt"):
+        vatex.read(tmp_path, "hgr")
+
+
+# ActivityNet ----------------------------------------------------------------------------
+
+
+def test_activitynet_paragraphs_and_split_sizes(tmp_path: Path) -> None:
+    def videos(first: int, count: int) -> dict:
+        return {
+            f"v_{n:011d}": {"duration": 60.0, "timestamps": [[30.0, 40.0], [1.0, 9.5]],
+                            "sentences": ["Then he jumps. ", "A man runs."]}
+            for n in range(first, first + count)
+        }  # fmt: skip
+
+    (tmp_path / "train.json").write_text(json.dumps(videos(0, 10009)))
+    (tmp_path / "val_1.json").write_text(json.dumps(videos(20000, 4917)))
+    video_rows, captions = activitynet.read(tmp_path, "val_1")
+    assert split_counts(video_rows) == {"train": 9009, "val": 1000, "test": 4917}
+    assert split_counts(captions) == split_counts(video_rows)
+    assert captions[0]["text"] == "A man runs. Then he jumps."
+    assert captions[0]["caption_id"] == captions[0]["video_id"]
+
+
+# HowTo100M ------------------------------------------------------------------------------
+
+
+def test_howto100m_segments_become_timed_captions(tmp_path: Path, caplog) -> None:
+    columns = ["video_id", "category_1", "category_2", "rank", "task_id"]
+    write_csv(tmp_path / "HowTo100M_v1.csv", columns,
+              [[f"yt{n}", "Food", "Baking", n, 7] for n in range(200)])  # fmt: skip
+    segments = {
+        f"yt{n}": {"start": [5.0, 0.0, 9.0], "end": [9.0, 5.5, 12.0],
+                   "text": ["then mix", "first add flour", " "]}
+        for n in range(200)
+    }  # fmt: skip
+    segments["unlisted"] = {"start": [0.0], "end": [1.0], "text": ["x"]}
+    (tmp_path / "caption.json").write_text(json.dumps(segments))
+    videos, captions = howto100m.read(tmp_path, "caption")
+    assert split_counts(videos) == {"train": 198, "val": 2}
+    assert len(captions) == 400  # the blank segment is not a caption
+    first = [c for c in captions if c["video_id"] == "yt0"]
+    assert [(c["text"], c["start"], c["end"]) for c in first] == [
+        ("first add flour", 0.0, 5.5), ("then mix", 5.0, 9.0),
+    ]  # fmt: skip
+    assert "1 captioned videos are not in HowTo100M_v1.csv" in caplog.text
+    segments["yt3"]["end"][0] = 1.0
+    (tmp_path / "caption.json").write_text(json.dumps(segments))
+    with pytest.raises(ManifestError, match=r"video 'yt3' segment .* runs from 5\.0 to 1\.0 s"):
+        howto100m.read(tmp_path, "caption")
+
+
+# HMDB-51 and UCF-101 --------------------------------------------------------------------
+
+
+def test_hmdb51_folds_keep_train_and_test_and_drop_unused(tmp_path: Path) -> None:
+    folder = tmp_path / "testTrainMulti_7030_splits"
+    folder.mkdir()
+    for action in ("brush_hair", "cartwheel"):
+        for fold in (1, 2, 3):
+            lines = [f"{action}_{i}_f{fold}.avi {(i + fold) % 3} " for i in range(9)]
+            (folder / f"{action}_test_split{fold}.txt").write_text("\n".join(lines) + "\n")
+    videos, captions = actions.read_hmdb(tmp_path, "fold2")
+    assert split_counts(videos) == {"train": 6, "test": 6}
+    assert {c["text"] for c in captions} == {"brush hair", "cartwheel"}
+    (folder / "cartwheel_test_split2.txt").write_text("cartwheel_0.avi train\n")
+    with pytest.raises(ManifestError, match=r"line 1 is not '<video>\.avi <0\|1\|2>'"):
+        actions.read_hmdb(tmp_path, "fold2")
+
+
+def test_ucf101_folds_and_class_names(tmp_path: Path) -> None:
+    lists = tmp_path / "ucfTrainTestlist"
+    lists.mkdir()
+    (lists / "classInd.txt").write_text("1 ApplyEyeMakeup\r\n2 YoYo\r\n")
+    (lists / "trainlist01.txt").write_text(
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\r\nYoYo/v_YoYo_g09_c02.avi 2\r\n"
+    )
+    (lists / "testlist01.txt").write_text("YoYo/v_YoYo_g01_c01.avi\r\n")
+    videos, captions = actions.read_ucf(tmp_path, "fold1")
+    assert [(v["video_id"], v["split"]) for v in videos] == [
+        ("v_ApplyEyeMakeup_g08_c01", "train"), ("v_YoYo_g09_c02", "train"),
+        ("v_YoYo_g01_c01", "test"),
+    ]  # fmt: skip
+    assert [c["text"] for c in captions] == ["apply eye makeup", "yo yo", "yo yo"]
+    (lists / "testlist01.txt").write_text("Juggling/v_Juggling_g01_c01.avi\n")
+    with pytest.raises(ManifestError, match=r"line 1 is not '<Class>/<video>\.avi'"):
+        actions.read_ucf(tmp_path, "fold1")
+
+
+def test_every_adapter_names_its_files_and_default_split(tmp_path: Path) -> None:
+    for name, adapter in ADAPTERS.items():
+        assert adapter.choose_split("") == adapter.splits[0], name
+        assert adapter.files(tmp_path, adapter.splits[0]) or name == "hmdb51", name
