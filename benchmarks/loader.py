@@ -61,7 +61,7 @@ def read_epoch(folder: Path, mode: str, workers: int, cache_mb: int) -> dict:
     order = np.random.default_rng(1).permutation(len(bank.videos))
     plan = EpochPlan()
     plan.keys = [
-        (tuple(f"v{i}" for i in chunk), tuple(f"c{i}" for i in chunk))
+        (tuple(f"v{i}" for i in chunk), tuple(f"c{i}" for i in chunk), None)
         for chunk in np.array_split(order, len(order) // BATCH)
     ]
     loader = batch_loader(bank, plan, SECONDS, workers)

@@ -18,19 +18,17 @@ def test_loader_yields_the_planned_batches_in_order():
     tokens = {f"c{i}": np.array([i + 2, 1]) for i in range(6)}
     plan = EpochPlan()
     loader = batch_loader(FeatureBank(videos, texts, tokens), plan, 4, workers=2)
-    for keys in (
-        [(("v5", "v0"), ("c5", "c0")), (("v2", "v3"), ("c2", "c3"))],
-        [(("v1",), ("c1",))],
-    ):
+    whole_videos = [(("v5", "v0"), ("c5", "c0"), None), (("v2", "v3"), ("c2", "c3"), None)]
+    for keys in (whole_videos, [(("v1",), ("c1",), ((1.0, 2.0),))]):
         plan.keys = keys
         batches = list(loader)
         assert [batch.video[:, 0, 0].tolist() for batch in batches] == [
-            [float(v[1:]) for v in video_ids] for video_ids, _ in keys
+            [float(v[1:]) for v in video_ids] for video_ids, _, _ in keys
         ]
         assert [batch.tokens[:, 0].tolist() for batch in batches] == [
-            [int(c[1:]) + 2 for c in caption_ids] for _, caption_ids in keys
+            [int(c[1:]) + 2 for c in caption_ids] for _, caption_ids, _ in keys
         ]
-    assert batches[0].video.shape == (1, 2, 3)  # v1 has 2 steps, under the 4-step limit
+    assert batches[0].video.shape == (1, 1, 3)  # v1's step at 1 s, its clip [1, 2) s
 
 
 def test_worker_memory_stays_at_what_a_batch_needs():
@@ -39,7 +37,7 @@ def test_worker_memory_stays_at_what_a_batch_needs():
     texts = {f"c{i}": np.ones((2, 8), np.float32) for i in range(64)}
     tokens = {f"c{i}": np.array([2, 1]) for i in range(64)}
     plan = EpochPlan()
-    plan.keys = [(tuple(videos), tuple(texts))] * 40
+    plan.keys = [(tuple(videos), tuple(texts), None)] * 40
     loader = iter(batch_loader(FeatureBank(videos, texts, tokens), plan, 32, workers=1))
     next(loader)
     worker = loader._workers[0].pid

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ class SplitData:
     caption_ids: list[str]
     caption_video_ids: list[str]  # the video of each caption, aligned with caption_ids
     captions_of_video: dict[str, list[str]]
+    caption_windows: dict[str, tuple[float, float]] = field(default_factory=dict)  # segments, s
 
 
 @dataclass
@@ -41,6 +42,7 @@ class FeatureBank:
     texts: Mapping[str, np.ndarray]
     token_ids: Mapping[str, np.ndarray]  # caption_id -> (L,) T5 token ids
     fps: float = 1.0  # visual feature steps per second of video
+    timestamps: Mapping[str, np.ndarray] | None = None  # video_id -> (T,) s; None: k / fps
 
     @classmethod
     def load(
@@ -58,7 +60,21 @@ class FeatureBank:
             ShardSequences(text_shards, "caption_id", "embeddings", cache_bytes=cache_bytes),
             read_token_ids(text_shards),
             read_metadata(visual_shards[0]).get("settings", {}).get("fps", 1.0),
+            ShardSequences(visual_shards, "video_id", "timestamps", cache_bytes=1 << 20),
         )
+
+    def clip(self, video_id: str, start: float, end: float) -> np.ndarray:
+        """The (T', D) features of the video's steps timed in [start, end) seconds; the
+        step nearest the middle when none is (a segment shorter than a step)."""
+        features = self.videos[video_id]
+        if self.timestamps is not None:
+            times = self.timestamps[video_id]
+        else:
+            times = np.arange(len(features)) / self.fps
+        inside = np.flatnonzero((times >= start) & (times < end))
+        if inside.size == 0:
+            inside = [int(np.abs(times - (start + end) / 2).argmin())]
+        return features[inside[0] : inside[-1] + 1]
 
     def steps(self, seconds: float) -> int:
         """Feature steps that cover `seconds` of video (at least one)."""
@@ -101,12 +117,44 @@ class FeatureBank:
         captions_of_video: dict[str, list[str]] = {video_id: [] for video_id in video_ids}
         for caption in kept:
             captions_of_video[caption["video_id"]].append(caption["caption_id"])
+        windows = {
+            c["caption_id"]: (c["start"], c["end"])
+            for c in kept
+            if c.get("start") is not None and c.get("end") is not None
+        }
         return SplitData(
             video_ids,
             [c["caption_id"] for c in kept],
             [c["video_id"] for c in kept],
             captions_of_video,
+            windows,
         )
+
+
+class _Clips(Mapping[str, np.ndarray]):
+    """caption_id -> the features of its segment of its video (see FeatureBank.clip)."""
+
+    def __init__(self, bank: FeatureBank, split: SplitData) -> None:
+        self.bank = bank
+        self.owner = dict(zip(split.caption_ids, split.caption_video_ids, strict=True))
+        self.windows = split.caption_windows
+
+    def __getitem__(self, caption_id: str) -> np.ndarray:
+        return self.bank.clip(self.owner[caption_id], *self.windows[caption_id])
+
+    def __iter__(self):
+        return iter(self.windows)
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+
+def clip_split(bank: FeatureBank, split: SplitData) -> tuple[FeatureBank, SplitData]:
+    """The split as clip retrieval: every caption's segment is a "video" of its own (id =
+    the caption's), and the caption its one positive."""
+    clips = FeatureBank(_Clips(bank, split), bank.texts, bank.token_ids, bank.fps)
+    ids = [c for c in split.caption_ids if c in split.caption_windows]
+    return clips, SplitData(ids, ids, ids, {c: [c] for c in ids}, {})
 
 
 def pad_token_ids(sequences: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:

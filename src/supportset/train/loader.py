@@ -17,7 +17,8 @@ from torch.utils.data import DataLoader, Dataset
 from supportset.train.data import FeatureBank
 from supportset.train.objective import Batch
 
-BatchKey = tuple[tuple[str, ...], tuple[str, ...]]  # (video ids, caption ids), pairwise
+# (video ids, caption ids grouped by video, clip (start, end) s per video or None)
+BatchKey = tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[float, float], ...] | None]
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 
 
@@ -29,8 +30,10 @@ class BatchReader(Dataset):
         self.max_video_seconds = max_video_seconds
 
     def __getitem__(self, key: BatchKey) -> Batch:
-        video_ids, caption_ids = key
-        return Batch.read(self.bank, list(video_ids), list(caption_ids), self.max_video_seconds)
+        video_ids, caption_ids, windows = key
+        return Batch.read(
+            self.bank, list(video_ids), list(caption_ids), self.max_video_seconds, windows
+        )
 
 
 class EpochPlan:

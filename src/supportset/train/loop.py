@@ -1,9 +1,11 @@
 """The `train` stage: pooling heads + hard-negative triplet loss, best epoch chosen on val.
 
 Each epoch visits every training video once, in a seeded random order, paired with one of
-its captions drawn at random (the usual protocol for multi-caption datasets). After each
-epoch the model is scored on the validation split (text-to-video R@1 + R@5 + R@10); the
-checkpoint keeps the best epoch's weights. The test split is never looked at here.
+its captions drawn at random (the usual protocol for multi-caption datasets). With
+`clips`, the video is cut to that caption's segment (and K neighbouring segments form the
+MIL-NCE bag), and validation retrieves every caption's clip. After each epoch the model is
+scored on the validation split (text-to-video R@1 + R@5 + R@10); the checkpoint keeps the
+best epoch's weights. The test split is never looked at here.
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ from supportset.model.supportset import ModelConfig, SupportSetModel
 from supportset.retrieval.metrics import evaluate_embeddings
 from supportset.torch_utils import pick_device, seed_everything
 from supportset.train.curves import TensorBoardScalars, plot_curves
-from supportset.train.data import FeatureBank, SplitData
+from supportset.train.data import FeatureBank, SplitData, clip_split
 from supportset.train.loader import BatchKey, EpochPlan, batch_loader
-from supportset.train.objective import Objective, sample_captions
+from supportset.train.objective import Objective, clip_windows, sample_captions
 from supportset.train.resume import Progress, load_state, resume_key, save_state, state_path
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,7 @@ class TrainConfig:
     intra_modal: bool = False  # add same-modality negatives (Table 2e, inter+intra)
     nce_temperature: float = 0.05  # InfoNCE temperature
     max_video_seconds: int = 32  # seconds of each video kept (its first ones)
+    clips: bool = False  # train on each caption's segment of its video (captions with times)
     seed: int = 0  # initialisation, order and caption sampling
     captioning: str = "cross"  # none | identity | full | hybrid | cross (support set)
     caption_weight: float = 10.0  # lambda of the captioning loss
@@ -96,6 +99,11 @@ def train(
     """
     if config.captions_per_video > 1 and config.loss != "milnce":
         raise ValueError("training.captions_per_video above 1 needs training.loss milnce")
+    if config.clips and not train_split.caption_windows:
+        raise ValueError(
+            "training.clips needs captions with start and end times (e.g. HowTo100M's); "
+            "this dataset's captions describe whole videos"
+        )
     seed_everything(config.seed)
     device = pick_device()
     rank, size = rank_and_size()
@@ -139,6 +147,7 @@ def train(
     scalars = TensorBoardScalars(Path(log_out).with_name("tensorboard"), enabled=rank == 0)
     plan = EpochPlan()
     loader = batch_loader(bank, plan, config.max_video_seconds, workers)
+    validation = (model, *clip_split(bank, val_split)) if config.clips else (model, bank, val_split)
     for epoch in range(progress.epoch + 1, config.epochs + 1):
         started = time.perf_counter()
         objective.train()
@@ -151,7 +160,7 @@ def train(
             step += 1
             rows.append({"epoch": epoch, "step": step, "kind": "train", **losses, "lr": config.lr})
             scalars.add({f"train/{name}": value for name, value in losses.items()}, step)
-        summary = validate(model, bank, val_split, config.max_video_seconds, device)
+        summary = validate(*validation, config.max_video_seconds, device)
         rows.append(
             {
                 "epoch": epoch,
@@ -272,14 +281,16 @@ def _epoch_plan(
 ) -> list[BatchKey]:
     """This rank's (video ids, caption ids) for every step of an epoch: a random order of
     the videos and random captions of each, drawn from `rng` (the same on every rank)."""
+    windows = split.caption_windows if config.clips else None
     keys = []
     for video_ids in _epoch_batches(split, config.batch_size, rng, size):
         caption_ids = sample_captions(
-            split.captions_of_video, video_ids, rng, config.captions_per_video
+            split.captions_of_video, video_ids, rng, config.captions_per_video, windows
         )
         videos = slice(rank * len(video_ids) // size, (rank + 1) * len(video_ids) // size)
         captions = slice(rank * len(caption_ids) // size, (rank + 1) * len(caption_ids) // size)
-        keys.append((tuple(video_ids[videos]), tuple(caption_ids[captions])))
+        clip_times = clip_windows(caption_ids[captions], config.captions_per_video, windows)
+        keys.append((tuple(video_ids[videos]), tuple(caption_ids[captions]), clip_times))
     return keys
 
 

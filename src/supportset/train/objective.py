@@ -33,11 +33,17 @@ class Batch:
         video_ids: list[str],
         caption_ids: list[str],
         max_video_seconds: float,
+        windows: tuple[tuple[float, float], ...] | None = None,
     ) -> Batch:
-        """The batch of these videos (their first `max_video_seconds`) and captions, on CPU."""
-        video, video_valid = pad_batch(
-            [bank.videos[v] for v in video_ids], bank.steps(max_video_seconds)
-        )
+        """The batch of these videos and captions, on CPU: each video's first
+        `max_video_seconds`, or with `windows` the (start, end) clip of each video."""
+        if windows is None:
+            sequences = [bank.videos[v] for v in video_ids]
+        else:
+            sequences = [
+                bank.clip(v, *window) for v, window in zip(video_ids, windows, strict=True)
+            ]
+        video, video_valid = pad_batch(sequences, bank.steps(max_video_seconds))
         text, text_valid = pad_batch([bank.texts[c] for c in caption_ids], 1 << 30)
         tokens, token_valid = pad_token_ids([bank.token_ids[c] for c in caption_ids])
         return cls(video, video_valid, text, text_valid, tokens, token_valid)
@@ -123,14 +129,34 @@ def sample_captions(
     video_ids: list[str],
     rng: np.random.Generator,
     per_video: int = 1,
+    windows: dict[str, tuple[float, float]] | None = None,
 ) -> list[str]:
     """`per_video` captions of each video drawn at random (without repeats when it has
-    enough), grouped by video in the order of `video_ids`."""
+    enough), grouped by video in the order of `video_ids`. With `windows` (caption times,
+    for clips) several captions are neighbours: `per_video` consecutive segments in time."""
     drawn = []
     for video_id in video_ids:
         captions = captions_of_video[video_id]
         if per_video == 1:
             drawn.append(rng.choice(captions))
+        elif windows is not None and len(captions) >= per_video:
+            ordered = sorted(captions, key=lambda caption: windows[caption])
+            first = rng.integers(0, len(ordered) - per_video + 1)
+            drawn.extend(ordered[first : first + per_video])
         else:
             drawn.extend(rng.choice(captions, size=per_video, replace=len(captions) < per_video))
     return drawn
+
+
+def clip_windows(
+    caption_ids: list[str], per_video: int, windows: dict[str, tuple[float, float]] | None
+) -> tuple[tuple[float, float], ...] | None:
+    """For clips, each video's (start, end) in seconds: the span of its `per_video`
+    consecutive captions' segments; None when training on whole videos."""
+    if windows is None:
+        return None
+    spans = []
+    for first in range(0, len(caption_ids), per_video):
+        times = [windows[caption] for caption in caption_ids[first : first + per_video]]
+        spans.append((min(start for start, _ in times), max(end for _, end in times)))
+    return tuple(spans)
