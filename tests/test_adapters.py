@@ -191,6 +191,14 @@ def test_unknown_split_choice_is_an_error(tmp_path: Path) -> None:
         prepare("msrvtt", tmp_path, tmp_path / "out", "1k-C")
 
 
+def test_a_video_twice_in_a_json_object_is_named_not_collapsed(tmp_path: Path) -> None:
+    entry = '{"duration": 5, "timestamps": [[0, 1]], "sentences": ["a"]}'
+    (tmp_path / "train.json").write_text(f'{{"v_a": {entry}, "v_b": {entry}, "v_a": {entry}}}')
+    (tmp_path / "val_1.json").write_text("{}")
+    with pytest.raises(ManifestError, match=r"train\.json: repeated key\(s\) v_a"):
+        activitynet.read(tmp_path, "val_1")
+
+
 def test_ids_that_would_escape_the_dataset_folder_are_refused(tmp_path: Path) -> None:
     (tmp_path / "train.json").write_text(
         json.dumps({"../../etc/passwd": {"timestamps": [], "sentences": []}})
