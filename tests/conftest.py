@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from supportset.data.demo import make_demo_corpus
 from supportset.data.prepare import prepare
@@ -26,3 +27,15 @@ def manifest(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("manifest")
     prepare("demo", corpus, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder where the small demo DAG ran locally (results/, resources/)."""
+    from tests.workflow_runs import small_config, snakemake
+
+    workdir = tmp_path_factory.mktemp("workflow")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(small_config(), sort_keys=False))
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return workdir

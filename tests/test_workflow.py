@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -14,42 +11,9 @@ import pytest
 import yaml
 
 from supportset.retrieval.table import TABLE_COLUMNS, interval_columns
-from tests.conftest import REPO
+from tests.workflow_runs import small_config, snakemake
 
 pytestmark = pytest.mark.e2e
-
-
-def small_config() -> dict:
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    demo = config["datasets"]["demo"]
-    demo["corpus"] = {"num_videos": 20, "seed": 1, "min_seconds": 3.0, "max_seconds": 4.0}
-    demo["overrides"]["text"]["tiny"] = {"d_model": 16, "num_layers": 1, "d_ff": 32}
-    demo["overrides"]["model"].update(dim=32, ffn_dim=64)
-    demo["overrides"]["training"].update(epochs=2, batch_size=8)
-    return config
-
-
-def snakemake(workdir: Path, *args: str, **env_changes: str) -> subprocess.CompletedProcess:
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    env = {**os.environ, "PATH": path, **env_changes}
-    command = [
-        sys.executable, "-m", "snakemake",
-        "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(workdir),
-        "--configfile", str(workdir / "config.yaml"),
-        "--cores", "2",
-        *args,
-    ]  # fmt: skip
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    workdir = tmp_path_factory.mktemp("workflow")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(small_config(), sort_keys=False))
-    result = snakemake(workdir)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return workdir
 
 
 def test_default_target_is_the_demo_table(demo_run: Path):

@@ -151,3 +151,10 @@ def table_row_options(wildcards, input):
         f"--row {shlex.quote(label)} {shlex.quote(path)}"
         for label, path in zip(labels, input, strict=True)
     )
+
+
+def training_launcher(wildcards, resources):
+    """`supportset`, or torchrun with one process per GPU when the job has several."""
+    if resources.gpu > 1:
+        return f"torchrun --standalone --nproc-per-node {resources.gpu} -m supportset.cli"
+    return "supportset"

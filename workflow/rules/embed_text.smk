@@ -31,6 +31,7 @@ rule embed_text:
     resources:
         mem_mb=4000,
         runtime=120,
+        gpu=1,
     log:
         "results/logs/embed_text/{dataset}/{shard}.log",
     benchmark:

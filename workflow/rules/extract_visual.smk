@@ -8,9 +8,11 @@ rule extract_visual:
         settings=settings_json("features"),
         shard=lambda wildcards: int(wildcards.shard),
     threads: 4
+    retries: 2
     resources:
-        mem_mb=4000,
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
         runtime=240,
+        gpu=1,
     log:
         "results/logs/extract_visual/{dataset}/{shard}.log",
     benchmark:

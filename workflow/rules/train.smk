@@ -18,10 +18,12 @@ rule train:
         model=settings_json("model", with_experiment=True),
         training=settings_json("training", with_experiment=True),
         text_model=text_model_argument,
+        launcher=training_launcher,
     threads: 2
     resources:
         mem_mb=8000,
         runtime=720,
+        gpu=1,
     log:
         "results/logs/train/{dataset}/{experiment}.log",
     benchmark:
@@ -29,7 +31,7 @@ rule train:
     conda:
         "../../envs/supportset.yaml"
     shell:
-        "supportset --threads {threads} train --videos {input.videos} --captions {input.captions}"
+        "{params.launcher} --threads {threads} train --videos {input.videos} --captions {input.captions}"
         " --visual {input.visual} --text {input.text}"
         " --model-settings {params.model:q} --training-settings {params.training:q}"
         " --text-model {params.text_model:q}"
