@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -60,3 +62,9 @@ def test_recall_against_exact_by_hand() -> None:
 def test_unknown_index_kind_is_an_error() -> None:
     with pytest.raises(ValueError, match="index kind"):
         build_index(np.eye(3, dtype=np.float32), IndexConfig("lsh"))
+
+
+def test_missing_faiss_says_how_to_install_it(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "faiss", None)  # what a missing package looks like
+    with pytest.raises(ImportError, match=r"supportset\[cpu\].*faiss-cpu.*supportset\[cuda\]"):
+        build_index(np.eye(3, dtype=np.float32), IndexConfig("hnsw"))

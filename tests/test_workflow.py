@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -56,15 +58,41 @@ def test_rerun_has_nothing_to_do(demo_run: Path):
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
+def planned_jobs(demo_run: Path, config: dict) -> dict[str, int]:
+    """Jobs per rule that a dry run with `config` plans (Snakemake's job stats table)."""
+    (demo_run / "changed.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = snakemake(demo_run, "--dry-run", "--configfile", str(demo_run / "changed.yaml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    stats = result.stdout.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", stats, re.M)}
+
+
 def test_changed_hyper_parameter_reruns_training_but_not_extraction(demo_run: Path):
     config = small_config()
     config["datasets"]["demo"]["overrides"]["training"]["margin"] = 0.3
-    (demo_run / "changed.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    result = snakemake(demo_run, "--dry-run", "--configfile", str(demo_run / "changed.yaml"))
+    assert planned_jobs(demo_run, config) == {
+        "all": 1, "train": 4, "export": 4, "evaluate": 4, "table": 1,
+    }  # fmt: skip
+
+
+def test_changed_feature_setting_reruns_extraction_and_what_follows(demo_run: Path):
+    config = small_config()
+    config["datasets"]["demo"]["overrides"]["features"]["batch_size"] = 7
+    assert planned_jobs(demo_run, config) == {
+        "all": 1, "extract_visual": 2, "train": 4, "export": 4, "evaluate": 4, "table": 1,
+    }  # fmt: skip
+
+
+def test_several_gpus_start_torchrun_with_one_process_each(demo_run: Path):
+    result = snakemake(
+        demo_run, "--dry-run", "--forcerun", "train", "--set-resources", "train:gpu=4",
+        "--printshellcmds",
+    )  # fmt: skip
     output = result.stdout + result.stderr
-    assert result.returncode == 0, output
-    assert "rule train:" in output or "localrule train:" in output
-    assert "extract_visual:" not in output
+    commands = [line for line in output.splitlines() if " train --videos" in line]
+    launcher = "Shell command: torchrun --standalone --nproc-per-node 4 -m supportset.cli --threads"
+    assert len(commands) == 4, output[-3000:]  # one per experiment
+    assert all(line.strip().startswith(launcher) for line in commands), commands
 
 
 def test_bad_config_key_stops_before_any_job(tmp_path: Path):
@@ -131,3 +159,18 @@ def test_missing_production_weights_stop_before_any_job(tmp_path: Path):
     assert result.returncode != 0
     assert "features.appearance.weights" in output and "torch hub cache" in output
     assert not (tmp_path / "results").exists()
+
+
+def test_training_with_two_devices_runs_two_processes(demo_run: Path, tmp_path: Path):
+    """Through the rule, as on a 2-GPU job; on this CPU machine the two ranks use gloo."""
+    for name in ("config.yaml", "results", "resources"):
+        source = demo_run / name
+        copy = shutil.copytree if source.is_dir() else shutil.copy
+        copy(source, tmp_path / name)
+    result = snakemake(
+        tmp_path, "results/demo/triplet/model.pt", "--forcerun", "train",
+        "--set-resources", "train:gpu=2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    log = (tmp_path / "results/logs/train/demo/triplet.log").read_text()
+    assert log.count("with 2 process(es)") == 2  # one line per rank

@@ -9,7 +9,7 @@ rule make_demo_corpus:
     benchmark:
         "results/benchmarks/make_demo_corpus/{dataset}.tsv"
     conda:
-        "../../envs/supportset.yaml"
+        "../../envs/cpu.yaml"
     shell:
         "supportset corpus demo --out resources/{wildcards.dataset}"
         " --num-videos {params.corpus[num_videos]} --seed {params.corpus[seed]}"

@@ -10,7 +10,7 @@ rule build_tiny_text_model:
     benchmark:
         "results/benchmarks/build_tiny_text_model/{dataset}.tsv"
     conda:
-        "../../envs/supportset.yaml"
+        "../../envs/cpu.yaml"
     shell:
         "supportset build-tiny-t5 --captions {input.captions} --settings {params.settings:q}"
         " --out {output.model_dir} > {log} 2>&1"
@@ -37,7 +37,7 @@ rule embed_text:
     benchmark:
         "results/benchmarks/embed_text/{dataset}/{shard}.tsv"
     conda:
-        "../../envs/supportset.yaml"
+        "../../envs/cuda.yaml"
     shell:
         "supportset --threads {threads} embed-text --manifest {input.captions}"
         " --shard {params.shard} --settings {params.settings:q} {params.model_option}"

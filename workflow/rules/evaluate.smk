@@ -11,7 +11,7 @@ rule evaluate:
     benchmark:
         "results/benchmarks/evaluate/{dataset}/{experiment}/{split}.tsv"
     conda:
-        "../../envs/supportset.yaml"
+        "../../envs/cpu.yaml"
     shell:
         "supportset evaluate --videos {input.videos} --captions {input.captions}"
         " --settings {params.evaluation:q} --out {output.metrics} > {log} 2>&1"

@@ -16,7 +16,7 @@ rule export:
     benchmark:
         "results/benchmarks/export/{dataset}/{experiment}/{split}.tsv"
     conda:
-        "../../envs/supportset.yaml"
+        "../../envs/cpu.yaml"
     shell:
         "supportset --threads {threads} export --model {input.model}"
         " --videos {input.videos} --captions {input.captions}"

@@ -18,7 +18,7 @@ rule extract_visual:
     benchmark:
         "results/benchmarks/extract_visual/{dataset}/{shard}.tsv"
     conda:
-        "../../envs/supportset.yaml"
+        "../../envs/cuda.yaml"
     shell:
         "supportset --threads {threads} extract-visual --manifest {input.videos}"
         " --shard {params.shard} --settings {params.settings:q}"

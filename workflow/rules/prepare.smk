@@ -15,7 +15,7 @@ rule prepare:
     benchmark:
         "results/benchmarks/prepare/{dataset}.tsv"
     conda:
-        "../../envs/supportset.yaml"
+        "../../envs/cpu.yaml"
     shell:
         "supportset prepare --adapter {params.adapter} --root {params.root:q}"
         " --split {params.split:q} --missing-videos {params.missing}"

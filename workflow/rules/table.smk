@@ -17,7 +17,7 @@ rule table:
     benchmark:
         "results/benchmarks/table/{name}.tsv"
     conda:
-        "../../envs/supportset.yaml"
+        "../../envs/cpu.yaml"
     shell:
         "supportset table {params.rows} --reference {params.reference:q}"
         " --recall-at {params.recall_at} --out {output.table} > {log} 2>&1"

@@ -29,7 +29,7 @@ rule train:
     benchmark:
         "results/benchmarks/train/{dataset}/{experiment}.tsv"
     conda:
-        "../../envs/supportset.yaml"
+        "../../envs/cuda.yaml"
     shell:
         "{params.launcher} --threads {threads} train --videos {input.videos} --captions {input.captions}"
         " --visual {input.visual} --text {input.text}"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import faiss
 import numpy as np
 
 from supportset.retrieval.search import l2_normalise
@@ -30,6 +29,19 @@ class IndexConfig:
     hnsw_ef_search: int = 128  # HNSW candidate list length while searching
 
 
+def load_faiss():
+    """The faiss module; a clear error saying how to install it when it is missing (exact
+    evaluation does not need it, only the indices do)."""
+    try:
+        import faiss
+    except ImportError as error:
+        raise ImportError(
+            "FAISS is needed for evaluation.index and retrieval.index: pip install "
+            "'supportset[cpu]' (faiss-cpu) or 'supportset[cuda]' (faiss-gpu-cu12)"
+        ) from error
+    return faiss
+
+
 def build_index(gallery: np.ndarray, config: IndexConfig = IndexConfig(), use_gpu: bool = False):
     """An inner-product FAISS index over the L2-normalised ``gallery`` (N, D).
 
@@ -38,6 +50,7 @@ def build_index(gallery: np.ndarray, config: IndexConfig = IndexConfig(), use_gp
     """
     if config.kind not in INDEX_KINDS:
         raise ValueError(f"index kind must be one of {INDEX_KINDS}, got {config.kind!r}")
+    faiss = load_faiss()
     vectors = l2_normalise(gallery)
     n_items, dim = vectors.shape
     if config.kind == "flat":
@@ -51,13 +64,9 @@ def build_index(gallery: np.ndarray, config: IndexConfig = IndexConfig(), use_gp
         index.train(vectors)
         index.nprobe = min(config.ivf_probe, lists)
     index.add(vectors)
-    if use_gpu and config.kind != "hnsw" and _gpus() > 0:
+    if use_gpu and config.kind != "hnsw" and getattr(faiss, "get_num_gpus", lambda: 0)() > 0:
         index = faiss.index_cpu_to_all_gpus(index)
     return index
-
-
-def _gpus() -> int:
-    return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
 
 
 def top_k(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

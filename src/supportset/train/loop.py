@@ -107,6 +107,7 @@ def train(
     seed_everything(config.seed)
     device = pick_device()
     rank, size = rank_and_size()
+    log.info("training on %s with %d process(es)", device, size)
     t5_encoder = None
     if model_config.text_encoder == "finetune":
         if text_model is None:
@@ -136,7 +137,8 @@ def train(
     order_rng = np.random.default_rng(config.seed)  # the same on every rank
     torch.manual_seed(config.seed + rank)  # dropout masks differ between ranks
     inputs = [*input_files, *(path for path in (text_model, config.init_from) if path)]
-    key = resume_key({**asdict(model_config), **asdict(config)}, inputs)
+    settings = {**asdict(model_config), **asdict(config), "processes": size}
+    key = resume_key(settings, inputs)  # another process count draws other dropout masks
     saved = state_path(model_out)
     progress = load_state(saved, key, config.epochs, objective, optimizer, order_rng, rank)
     if progress.epoch:
