@@ -25,6 +25,7 @@ from supportset import __version__
 from supportset.data.manifest import read_videos
 from supportset.features import backbones
 from supportset.features.store import ShardWriter, visual_schema, write_rejects
+from supportset.progress import ProgressLog
 from supportset.torch_utils import autocast, pick_device
 from supportset.video.sampling import SampleChunk, SamplingSpec
 from supportset.video.workers import DecodePool
@@ -131,6 +132,7 @@ class ShardAssembly:
         self.rejects: dict[int, str] = {}
         self.next_to_write = 0
         self.written = 0
+        self.progress = ProgressLog(len(videos), "videos done", log)
 
     def add_samples(self, index: int, chunk: SampleChunk) -> None:
         self.timestamps[index].extend(chunk.timestamps.tolist())
@@ -170,6 +172,7 @@ class ShardAssembly:
                 return
             del self.timestamps[index], self.features[index]
             self.next_to_write += 1
+            self.progress.advance()
 
 
 def sampling_spec(settings: VisualSettings) -> SamplingSpec:
