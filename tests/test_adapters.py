@@ -166,7 +166,7 @@ def test_missing_annotation_file_and_malformed_json_are_named(tmp_path: Path) ->
 # prepare: missing videos, split choice --------------------------------------------------
 
 
-def test_missing_videos_are_listed_and_fail_or_skip(tmp_path: Path) -> None:
+def test_missing_videos_are_listed_and_fail_or_skip(tmp_path: Path, caplog) -> None:
     (tmp_path / "msrvtt").mkdir()
     root = small_msrvtt(tmp_path / "msrvtt", ["video0", "video1", "video2"], ["video3"])
     (root / "videos").mkdir()
@@ -176,6 +176,7 @@ def test_missing_videos_are_listed_and_fail_or_skip(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match=r"1 of 4 listed videos are missing on disk \(video1\)"):
         prepare("msrvtt", root, out, "1k-A", "fail")
     assert not (out / "videos.parquet").exists()
+    assert f"missing video video1: {root / 'videos' / 'video1.mp4'}" in caplog.text
     assert (out / "missing_videos.csv").read_text().splitlines()[1].startswith("video1,")
     assert prepare("msrvtt", root, out, "1k-A", "skip") == (3, 3)
     assert [v["video_id"] for v in read_videos(out / "videos.parquet")] == [
@@ -318,6 +319,10 @@ def test_howto100m_segments_become_timed_captions(tmp_path: Path, caplog) -> Non
     segments["yt3"]["end"][0] = 1.0
     (tmp_path / "caption.json").write_text(json.dumps(segments))
     with pytest.raises(ManifestError, match=r"video 'yt3' segment .* runs from 5\.0 to 1\.0 s"):
+        howto100m.read(tmp_path, "caption")
+    segments["yt3"]["end"][0], segments["yt3"]["start"][0] = 9.0, None
+    (tmp_path / "caption.json").write_text(json.dumps(segments))
+    with pytest.raises(ManifestError, match=r"video 'yt3' lacks parallel start/end/text"):
         howto100m.read(tmp_path, "caption")
 
 

@@ -47,10 +47,12 @@ def prepare(
         shown = ", ".join(video["video_id"] for video in missing[:10])
         message = f"{len(missing)} of {len(videos)} listed videos are missing on disk ({shown}"
         message += ", ...)" if len(missing) > 10 else ")"
+        for video in missing:
+            log.warning("missing video %s: %s", video["video_id"], video["path"])
         if missing_videos == "fail":
             raise ManifestError(
-                f"{message}; all are listed in {out_dir}/missing_videos.csv. Set "
-                "missing_videos: skip for this dataset to leave them out"
+                f"{message}; all are listed in this log. Set missing_videos: skip for this "
+                "dataset to leave them out"
             )
         log.warning("%s: left out with their captions", message)
         absent = {video["video_id"] for video in missing}

@@ -64,6 +64,7 @@ def text_schema(dim: int, dtype: str) -> ShardSchema:
         ("caption_id", "video_id"),
         (SequenceColumn("token_ids", "int32"), SequenceColumn("embeddings", dtype, dim)),
         ("n_tokens",),
+        rows_per_group=16,  # a random read of one caption decodes 16
     )
 
 
@@ -377,11 +378,6 @@ def read_sequences(
 ) -> dict[str, np.ndarray]:
     """All of one sequence column in memory: id -> array, as `ShardSequences` reads it."""
     return dict(ShardSequences(paths, id_column, value_column, dtype))
-
-
-def read_token_ids(paths: Iterable[str | Path]) -> ShardSequences:
-    """caption_id -> int64 token ids (L,) over all text shards `paths`, read on demand."""
-    return ShardSequences(paths, "caption_id", "token_ids", np.int64)
 
 
 def read_metadata(path: str | Path) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
 
 import numpy as np
@@ -25,22 +26,30 @@ def embed_split(
     """Unit-norm embeddings of the split's videos (N_v, d), each truncated to its first
     `max_video_seconds`, and captions (N_c, d), float32, in the split's order, eval mode."""
     model.eval()
-    video_sequences = [bank.videos[video_id] for video_id in split.video_ids]
-    pad_videos = partial(pad_batch, max_len=bank.steps(max_video_seconds))
-    videos = _embed(model.embed_videos, video_sequences, pad_videos, device)
+    steps = bank.steps(max_video_seconds)
+    pad_videos = partial(pad_batch, max_len=steps)
+    videos = _embed(model.embed_videos, bank.videos, split.video_ids, pad_videos, device, steps)
     if model.t5_encoder is None:
-        text_sequences = [bank.texts[caption_id] for caption_id in split.caption_ids]
-        pad = partial(pad_batch, max_len=NO_TRUNCATION)
+        texts, pad = bank.texts, partial(pad_batch, max_len=NO_TRUNCATION)
     else:
-        text_sequences = [bank.token_ids[caption_id] for caption_id in split.caption_ids]
-        pad = pad_token_ids
-    return videos, _embed(model.embed_texts, text_sequences, pad, device)
+        texts, pad = bank.token_ids, pad_token_ids
+    return videos, _embed(model.embed_texts, texts, split.caption_ids, pad, device)
 
 
-def _embed(embed, sequences: list[np.ndarray], pad, device: torch.device) -> np.ndarray:
-    """`embed` over `sequences` in batches of EVAL_BATCH, each padded by `pad`."""
+def _embed(
+    embed,
+    sequences: Mapping[str, np.ndarray],
+    ids: list[str],
+    pad,
+    device: torch.device,
+    keep_steps: int | None = None,
+) -> np.ndarray:
+    """`embed` over the sequences of `ids`, read EVAL_BATCH at a time (only their first
+    `keep_steps` are kept while the batch waits) and padded by `pad`."""
     outputs = []
-    for start in range(0, len(sequences), EVAL_BATCH):
-        batch, valid = pad(sequences[start : start + EVAL_BATCH])
+    for start in range(0, len(ids), EVAL_BATCH):
+        batch, valid = pad(
+            [sequences[i][:keep_steps].copy() for i in ids[start : start + EVAL_BATCH]]
+        )
         outputs.append(embed(batch.to(device), valid.to(device)).float().cpu())
     return torch.cat(outputs).numpy()

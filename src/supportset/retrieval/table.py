@@ -100,7 +100,7 @@ def build_table(
     ``reference``: name of a table of ``reference.PAPER_ROWS`` whose rows come first, or None;
     ``recall_at``: K of the third recall column, 10 (MSR-VTT) or 50 (ActivityNet).
     """
-    with_intervals = any("CI95" in metrics["t2v"] for metrics in run_rows.values())
+    with_intervals = any("CI95" in metrics.get("t2v", {}) for metrics in run_rows.values())
     columns = table_columns(recall_at) + (interval_columns(recall_at) if with_intervals else ())
     extra = len(columns) - len(table_columns(recall_at))
     rows = []

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from supportset.data.manifest import read_captions, read_videos
-from supportset.features.store import ShardSequences, read_metadata, read_token_ids
+from supportset.features.store import ShardSequences, read_metadata
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +52,14 @@ class FeatureBank:
         cache_mb: int = 1024,
     ) -> FeatureBank:
         """A bank over the shards, keeping at most about `cache_mb` MB of decoded Parquet
-        row groups per process (split between visual and text shards)."""
+        row groups per process (half for visual features, half for the text shards' token
+        states and ids)."""
         visual_shards, text_shards = list(visual_shards), list(text_shards)
-        cache_bytes = (cache_mb << 20) // 2
+        half = (cache_mb << 20) // 2
         return cls(
-            ShardSequences(visual_shards, "video_id", "features", cache_bytes=cache_bytes),
-            ShardSequences(text_shards, "caption_id", "embeddings", cache_bytes=cache_bytes),
-            read_token_ids(text_shards),
+            ShardSequences(visual_shards, "video_id", "features", cache_bytes=half),
+            ShardSequences(text_shards, "caption_id", "embeddings", cache_bytes=half * 7 // 8),
+            ShardSequences(text_shards, "caption_id", "token_ids", np.int64, half // 8),
             read_metadata(visual_shards[0]).get("settings", {}).get("fps", 1.0),
             ShardSequences(visual_shards, "video_id", "timestamps", cache_bytes=1 << 20),
         )
@@ -74,7 +75,7 @@ class FeatureBank:
         inside = np.flatnonzero((times >= start) & (times < end))
         if inside.size == 0:
             inside = [int(np.abs(times - (start + end) / 2).argmin())]
-        return features[inside[0] : inside[-1] + 1]
+        return features[inside[0] : inside[-1] + 1].copy()  # not a view of the whole video
 
     def steps(self, seconds: float) -> int:
         """Feature steps that cover `seconds` of video (at least one)."""

@@ -99,11 +99,13 @@ def train(
     """
     if config.captions_per_video > 1 and config.loss != "milnce":
         raise ValueError("training.captions_per_video above 1 needs training.loss milnce")
-    if config.clips and not train_split.caption_windows:
-        raise ValueError(
-            "training.clips needs captions with start and end times (e.g. HowTo100M's); "
-            "this dataset's captions describe whole videos"
-        )
+    for name, split in (("train", train_split), ("val", val_split)) if config.clips else ():
+        untimed = len(split.caption_ids) - len(split.caption_windows)
+        if untimed:
+            raise ValueError(
+                f"training.clips needs captions with start and end times (e.g. HowTo100M's); "
+                f"{untimed} of the {len(split.caption_ids)} {name} captions have none"
+            )
     seed_everything(config.seed)
     device = pick_device()
     rank, size = rank_and_size()

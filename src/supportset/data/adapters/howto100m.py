@@ -61,7 +61,11 @@ def _segments(path: Path, video_id: str, entry: dict | None, split: str) -> list
     for index, (start, end, text) in enumerate(triples):
         if not isinstance(text, str) or not text.strip():
             continue
-        if not 0 <= float(start) <= float(end):
+        if (
+            not isinstance(start, int | float)
+            or not isinstance(end, int | float)
+            or not 0 <= start <= end
+        ):
             raise ManifestError(
                 f"{path}: video '{video_id}' segment {index} runs from {start} to {end} s"
             )
