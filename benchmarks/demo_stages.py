@@ -17,6 +17,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from machine import cpu_model
+
 
 def read_jobs(root: Path) -> dict[str, list[dict]]:
     """Rule name -> its jobs' benchmark rows (s, max_rss in MB, ...)."""
@@ -48,15 +50,7 @@ def machine_line() -> str:
     """CPU model, core count, Python and torch versions."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in cpuinfo.read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        cpu = names[0] if names else cpu
+    cpu = cpu_model()
     return (
         f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"torch {torch.__version__} (threads {torch.get_num_threads()})"

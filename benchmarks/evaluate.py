@@ -20,7 +20,7 @@ import sys
 import time
 
 import numpy as np
-from proc_memory import tree_memory_mb
+from machine import tree_memory_mb
 
 
 def embeddings(

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pyarrow.parquet as pq
-from proc_memory import tree_memory_mb
+from machine import cpu_model, tree_memory_mb
 
 from supportset.data.manifest import write_manifest
 from supportset.video.decode import sample_frames, to_rgb
@@ -231,11 +230,7 @@ def bench_cnn(batch: int = 8) -> dict:
 def machine_line() -> str:
     import torch
 
-    cpu = platform.machine()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
+    cpu = cpu_model()
     ffmpeg = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout
     return (
         f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "

@@ -18,14 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from proc_memory import tree_memory_mb
+from machine import cpu_model, tree_memory_mb
 
 SECONDS, VIDEO_DIM, TOKENS, TEXT_DIM, BATCH = 32, 2560, 20, 768, 64
 
@@ -95,12 +94,7 @@ def training_pairs_per_s(steps: int = 2) -> float:
 def machine_line() -> str:
     import torch
 
-    cpu = platform.machine()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
+    return f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
 def main() -> None:
