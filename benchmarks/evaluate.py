@@ -20,7 +20,7 @@ import sys
 import time
 
 import numpy as np
-from machine import tree_memory_mb
+from machine import peak_memory_mb
 
 
 def embeddings(
@@ -88,12 +88,7 @@ def large_child(n: int, dim: int) -> dict:
 def large(n: int, dim: int) -> dict:
     command = [sys.executable, __file__, "--child", str(n), str(dim)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    peak = 0.0
-    while process.poll() is None:
-        peak = max(peak, tree_memory_mb(process.pid))
-        time.sleep(0.1)
-    if process.returncode:
-        raise RuntimeError(f"{command} failed")
+    peak = peak_memory_mb(process)
     embeddings_mb = 2 * n * dim * 4 / 2**20
     return {
         "size": f"{n} x {n}, {dim}-d, both directions",

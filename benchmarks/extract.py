@@ -28,7 +28,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pyarrow.parquet as pq
-from machine import cpu_model, tree_memory_mb
+from machine import cpu_model, peak_memory_mb
 
 from supportset.data.manifest import write_manifest
 from supportset.video.decode import sample_frames, to_rgb
@@ -172,12 +172,7 @@ def peak_rss_of_extraction(video: Path, work: Path, workers: int) -> tuple[float
                "--workers", str(workers)]  # fmt: skip
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    peak = 0.0
-    while process.poll() is None:
-        peak = max(peak, tree_memory_mb(process.pid, "rss"))
-        time.sleep(0.2)
-    if process.returncode:
-        raise RuntimeError(f"extraction of {video} failed")
+    peak = peak_memory_mb(process, "rss", 0.2)
     return peak, time.perf_counter() - started
 
 

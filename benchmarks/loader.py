@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from machine import cpu_model, tree_memory_mb
+from machine import cpu_model, peak_memory_mb
 
 SECONDS, VIDEO_DIM, TOKENS, TEXT_DIM, BATCH = 32, 2560, 20, 768, 64
 
@@ -74,12 +74,7 @@ def measure(folder: Path, mode: str, workers: int, cache_mb: int) -> dict:
     arguments = [str(folder), mode, str(workers), str(cache_mb)]
     command = [sys.executable, __file__, "--child", *arguments]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    peak = 0.0
-    while process.poll() is None:
-        peak = max(peak, tree_memory_mb(process.pid, "pss"))
-        time.sleep(0.05)
-    if process.returncode:
-        raise RuntimeError(f"{command} failed")
+    peak = peak_memory_mb(process, "pss", 0.05)
     return {**json.loads(process.stdout.read()), "peak_pss_mb": round(peak)}
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import platform
+import subprocess
+import time
 from pathlib import Path
 
 
@@ -40,3 +42,15 @@ def tree_memory_mb(pid: int, kind: str = "rss") -> float:
             continue
         total += sum(int(line.split()[1]) for line in lines if line.startswith(field))
     return total / 1024
+
+
+def peak_memory_mb(process: subprocess.Popen, kind: str = "rss", interval_s: float = 0.1) -> float:
+    """Wait for `process` to end, sampling its tree's memory (see tree_memory_mb) every
+    `interval_s`; the peak in MB. A non-zero exit is an error naming the command."""
+    peak = 0.0
+    while process.poll() is None:
+        peak = max(peak, tree_memory_mb(process.pid, kind))
+        time.sleep(interval_s)
+    if process.returncode:
+        raise RuntimeError(f"{process.args} failed with exit status {process.returncode}")
+    return peak

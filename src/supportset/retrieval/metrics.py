@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -116,8 +117,8 @@ def apply_protocol(
     for row, video in enumerate(caption_video_ids):
         first.setdefault(video, row)
     if protocol == "paragraph" and len(first) < len(caption_ids):
-        counts = {video: list(caption_video_ids).count(video) for video in first}
-        several = [video for video in video_ids if counts.get(video, 0) > 1]
+        counts = Counter(caption_video_ids)
+        several = [video for video in video_ids if counts[video] > 1]
         raise ValueError(
             f"protocol 'paragraph' needs one caption (the paragraph) per video; "
             f"videos {format_ids(several)} have several"
