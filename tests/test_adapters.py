@@ -11,6 +11,7 @@ import pickle
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from supportset.data.adapters import ADAPTERS, actions, activitynet, howto100m, msrvtt, msvd, vatex
@@ -130,8 +131,9 @@ def test_msrvtt_original_annotation_files_give_the_same_manifest(
 
 
 def small_msrvtt(root: Path, train: list[str], test: list[str]) -> Path:
-    videos = [{"video_id": f"video{n}"} for n in range(12)]
-    sentences = [{"sen_id": n, "video_id": f"video{n}", "caption": "a clip"} for n in range(12)]
+    numbers = [*range(12), 6513, 7010]
+    videos = [{"video_id": f"video{n}"} for n in numbers]
+    sentences = [{"sen_id": n, "video_id": f"video{n}", "caption": "a clip"} for n in numbers]
     (root / "MSRVTT_data.json").write_text(json.dumps({"videos": videos, "sentences": sentences}))
     write_csv(root / "MSRVTT_train.9k.csv", ["video_id"], [[v] for v in train])
     write_csv(root / "MSRVTT_JSFUSION_test.csv", ["key", "vid_key", "video_id", "sentence"],
@@ -153,7 +155,9 @@ def test_msrvtt_bad_lists_are_named(tmp_path: Path, train: list, test: list, mes
 
 
 def test_missing_annotation_file_and_malformed_json_are_named(tmp_path: Path) -> None:
-    with pytest.raises(ManifestError, match=r"MSRVTT_data\.json: annotation file not found"):
+    with pytest.raises(
+        ManifestError, match=r"no MSR-VTT annotations: expected MSRVTT_data\.json .* raw-captions"
+    ):
         msrvtt.read(tmp_path, "full")
     (tmp_path / "MSRVTT_data.json").write_text('{"videos": [')
     with pytest.raises(ManifestError, match=r"MSRVTT_data\.json: malformed JSON"):
@@ -163,27 +167,41 @@ def test_missing_annotation_file_and_malformed_json_are_named(tmp_path: Path) ->
         msrvtt.read(tmp_path, "full")
 
 
+def test_a_missing_split_file_says_where_to_get_it(tmp_path: Path) -> None:
+    root = small_msrvtt(tmp_path, ["video1"], ["video7010"])
+    (root / "MSRVTT_JSFUSION_test.csv").unlink()
+    with pytest.raises(
+        ManifestError,
+        match=r"MSRVTT_JSFUSION_test\.csv: annotation file not found .*; get it from "
+        r"https://github\.com/ArrowLuo/CLIP4Clip/releases/download/v0\.0/msrvtt_data\.zip",
+    ):
+        msrvtt.read(root, "1k-A")
+    with pytest.raises(
+        ManifestError, match=r"train_list_miech\.txt: .*Collaborative Experts' repository"
+    ):
+        msrvtt.read(root, "1k-B")
+
+
 # prepare: missing videos, split choice --------------------------------------------------
 
 
 def test_missing_videos_are_listed_and_fail_or_skip(tmp_path: Path, caplog) -> None:
     (tmp_path / "msrvtt").mkdir()
-    root = small_msrvtt(tmp_path / "msrvtt", ["video0", "video1", "video2"], ["video3"])
+    train = ["video0", "video1", "video2", "video3", "video4", "video6513"]
+    root = small_msrvtt(tmp_path / "msrvtt", train, ["video7010"])
     (root / "videos").mkdir()
-    for n in (0, 2, 3):
-        (root / "videos" / f"video{n}.mp4").touch()
+    for video_id in ("video0", "video2", "video3", "video4", "video6513", "video7010"):
+        (root / "videos" / f"{video_id}.mp4").touch()
     out = tmp_path / "manifest"
-    with pytest.raises(ManifestError, match=r"1 of 4 listed videos are missing on disk \(video1\)"):
+    with pytest.raises(ManifestError, match=r"1 of 7 listed videos are missing on disk \(video1\)"):
         prepare("msrvtt", root, out, "1k-A", "fail")
     assert not (out / "videos.parquet").exists()
     assert f"missing video video1: {root / 'videos' / 'video1.mp4'}" in caplog.text
     assert (out / "missing_videos.csv").read_text().splitlines()[1].startswith("video1,")
-    assert prepare("msrvtt", root, out, "1k-A", "skip") == (3, 3)
+    assert prepare("msrvtt", root, out, "1k-A", "skip") == (6, 6)
     assert [v["video_id"] for v in read_videos(out / "videos.parquet")] == [
-        "video0",
-        "video2",
-        "video3",
-    ]
+        "video0", "video2", "video3", "video4", "video6513", "video7010",
+    ]  # fmt: skip
     assert "video1" not in {c["video_id"] for c in read_captions(out / "captions.parquet")}
 
 
@@ -329,35 +347,50 @@ def test_howto100m_segments_become_timed_captions(tmp_path: Path, caplog) -> Non
 # HMDB-51 and UCF-101 --------------------------------------------------------------------
 
 
-def test_hmdb51_folds_keep_train_and_test_and_drop_unused(tmp_path: Path) -> None:
+def sources_by_split(videos: list[dict]) -> dict[str, set[str]]:
+    grouped: dict[str, set[str]] = {}
+    for video in videos:
+        grouped.setdefault(video["split"], set()).add(actions.source_video(video["video_id"]))
+    return grouped
+
+
+def test_hmdb51_folds_keep_test_hold_out_val_by_source_video_and_drop_unused(
+    tmp_path: Path,
+) -> None:
+    """30 source videos of 3 clips per action; per fold a third each unused, train, test."""
     folder = tmp_path / "testTrainMulti_7030_splits"
     folder.mkdir()
     for action in ("brush_hair", "cartwheel"):
         for fold in (1, 2, 3):
-            lines = [f"{action}_{i}_f{fold}.avi {(i + fold) % 3} " for i in range(9)]
+            lines = [f"Source{s}_{action}_u_nm_np1_ba_goo_{k}.avi {(s + fold) % 3} "
+                     for s in range(30) for k in range(3)]  # fmt: skip
             (folder / f"{action}_test_split{fold}.txt").write_text("\n".join(lines) + "\n")
     videos, captions = actions.read_hmdb(tmp_path, "fold2")
-    assert split_counts(videos) == {"train": 6, "test": 6}
+    assert split_counts(videos) == {"train": 54, "val": 6, "test": 60}
+    sources = sources_by_split(videos)
+    assert len(sources["val"]) == 2 and not sources["val"] & sources["train"]
     assert {c["text"] for c in captions} == {"brush hair", "cartwheel"}
     (folder / "cartwheel_test_split2.txt").write_text("cartwheel_0.avi train\n")
     with pytest.raises(ManifestError, match=r"line 1 is not '<video>\.avi <0\|1\|2>'"):
         actions.read_hmdb(tmp_path, "fold2")
 
 
-def test_ucf101_folds_and_class_names(tmp_path: Path) -> None:
+def test_ucf101_folds_class_names_and_val_groups(tmp_path: Path) -> None:
+    """Groups g01-g07 test, g08-g25 train, 4 clips each, as in UCF-101's fold 1."""
     lists = tmp_path / "ucfTrainTestlist"
     lists.mkdir()
     (lists / "classInd.txt").write_text("1 ApplyEyeMakeup\r\n2 YoYo\r\n")
-    (lists / "trainlist01.txt").write_text(
-        "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\r\nYoYo/v_YoYo_g09_c02.avi 2\r\n"
-    )
-    (lists / "testlist01.txt").write_text("YoYo/v_YoYo_g01_c01.avi\r\n")
+    clips = {name: [f"{c}/v_{c}_g{g:02d}_c{k:02d}.avi" for c in ("ApplyEyeMakeup", "YoYo")
+                    for g in groups for k in range(1, 5)]
+             for name, groups in (("train", range(8, 26)), ("test", range(1, 8)))}  # fmt: skip
+    (lists / "trainlist01.txt").write_text("".join(f"{c} 1\r\n" for c in clips["train"]))
+    (lists / "testlist01.txt").write_text("".join(f"{c}\r\n" for c in clips["test"]))
     videos, captions = actions.read_ucf(tmp_path, "fold1")
-    assert [(v["video_id"], v["split"]) for v in videos] == [
-        ("v_ApplyEyeMakeup_g08_c01", "train"), ("v_YoYo_g09_c02", "train"),
-        ("v_YoYo_g01_c01", "test"),
-    ]  # fmt: skip
-    assert [c["text"] for c in captions] == ["apply eye makeup", "yo yo", "yo yo"]
+    assert videos[0]["video_id"] == "v_ApplyEyeMakeup_g08_c01"
+    assert split_counts(videos) == {"train": 132, "val": 12, "test": 56}
+    sources = sources_by_split(videos)
+    assert len(sources["val"]) == 3 and not sources["val"] & sources["train"]
+    assert {c["text"] for c in captions} == {"apply eye makeup", "yo yo"}
     (lists / "testlist01.txt").write_text("Juggling/v_Juggling_g01_c01.avi\n")
     with pytest.raises(ManifestError, match=r"line 1 is not '<Class>/<video>\.avi'"):
         actions.read_ucf(tmp_path, "fold1")
@@ -367,3 +400,69 @@ def test_every_adapter_names_its_files_and_default_split(tmp_path: Path) -> None
     for name, adapter in ADAPTERS.items():
         assert adapter.choose_split("") == adapter.splits[0], name
         assert adapter.files(tmp_path, adapter.splits[0]) or name == "hmdb51", name
+
+
+PUBLISHED_PROTOCOLS = {
+    ("demo", "standard"): "multi-caption",
+    ("manifest", "standard"): "multi-caption",
+    ("msrvtt", "1k-A"): "one-caption",  # JSFusion's one sentence per test video
+    ("msrvtt", "7k"): "one-caption",  # the same 1,000 JSFusion pairs
+    ("msrvtt", "1k-B"): "one-caption",  # CE (after Miech et al.): the first caption
+    ("msrvtt", "full"): "multi-caption",  # CE: all 20 captions (num_test_captions 20)
+    ("msvd", "standard"): "multi-caption",  # CE: num_test_captions 81
+    ("vatex", "hgr"): "multi-caption",  # HGR: every reference caption
+    ("activitynet", "val_1"): "paragraph",  # the paper: segments joined into a paragraph
+    ("howto100m", "caption"): "multi-caption",
+    ("howto100m", "raw_caption"): "multi-caption",
+    **{(name, fold): None for name in ("hmdb51", "ucf101") for fold in actions.FOLDS},
+}
+
+
+def test_each_split_choice_has_its_published_protocol() -> None:
+    from supportset.retrieval.metrics import PROTOCOLS
+
+    table = {
+        (name, split): adapter.protocol(split)
+        for name, adapter in ADAPTERS.items()
+        for split in adapter.splits
+    }
+    assert table == PUBLISHED_PROTOCOLS
+    assert {protocol for protocol in table.values() if protocol} == set(PROTOCOLS)
+    assert ADAPTERS["msrvtt"].protocol("") == "one-caption"
+    with pytest.raises(ValueError, match="unknown split 'testing'"):
+        ADAPTERS["msrvtt"].protocol("testing")
+
+
+def test_msrvtt_1k_b_one_caption_queries_are_the_first_captions(msrvtt_folder: Path) -> None:
+    from supportset.retrieval.metrics import apply_protocol
+
+    videos, captions = msrvtt.read(msrvtt_folder, ADAPTERS["msrvtt"].choose_split("1k-B"))
+    test = [c for c in captions if c["split"] == "test"]
+    test_videos = [v["video_id"] for v in videos if v["split"] == "test"]
+    ids, video_ids, _ = apply_protocol(
+        ADAPTERS["msrvtt"].protocol("1k-B"),
+        test_videos,
+        [c["caption_id"] for c in test],
+        [c["video_id"] for c in test],
+        np.zeros((len(test), 1)),
+    )
+    text_of = {c["caption_id"]: c["text"] for c in test}
+    assert video_ids == test_videos == MIECH_TEST
+    assert [text_of[i] for i in ids] == [f"clip {v[5:]} caption 0" for v in MIECH_TEST]
+
+
+def test_activitynet_finds_videos_named_with_or_without_v(tmp_path: Path) -> None:
+    """The ActivityNet download and CE name files v_<YouTube id>, CLIP4Clip <YouTube id>."""
+    entry = {"duration": 9.0, "timestamps": [[0.0, 9.0]], "sentences": ["A dog runs."]}
+    ids = ["v_aaaaaaaaaaa", "v_bbbbbbbbbbb", "v_v_ccccccccc", "v_ddddddddddd"]
+    (tmp_path / "train.json").write_text(json.dumps(dict.fromkeys(ids[:3], entry)))
+    (tmp_path / "val_1.json").write_text(json.dumps(dict.fromkeys(ids[3:], entry)))
+    folder = tmp_path / "videos" / "part1"
+    folder.mkdir(parents=True)
+    for name in ("v_aaaaaaaaaaa.mp4", "aaaaaaaaaaa.mp4", "bbbbbbbbbbb.webm", "v_ccccccccc.mkv"):
+        (folder / name).touch()
+    videos, _ = activitynet.read(tmp_path, "val_1")
+    assert [v["path"] for v in videos] == [
+        str(folder / "v_aaaaaaaaaaa.mp4"), str(folder / "bbbbbbbbbbb.webm"),
+        str(folder / "v_ccccccccc.mkv"), str(tmp_path / "videos" / "v_ddddddddddd.mp4"),
+    ]  # fmt: skip

@@ -70,18 +70,46 @@ def corpus(args: argparse.Namespace) -> None:
 
 
 def _prepare_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--adapter", required=True)
+    from supportset.data.adapters import ADAPTERS
+    from supportset.data.prepare import DEFAULT_MAX_MISSING, MISSING_POLICIES
+
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = "adapters and their split choices (the first is the default):\n" + "\n".join(
+        f"  {name:<12} {', '.join(adapter.splits)}" for name, adapter in ADAPTERS.items()
+    )
+    p.add_argument(
+        "--adapter",
+        required=True,
+        choices=list(ADAPTERS),
+        metavar="ADAPTER",
+        help="how the annotations are read (listed below)",
+    )
     p.add_argument("--root", required=True, help="dataset folder")
     p.add_argument("--out-dir", required=True, help="folder for videos.parquet, captions.parquet")
     p.add_argument("--split", default="", help="the adapter's split choice (default: its first)")
-    p.add_argument("--missing-videos", choices=["skip", "fail"], default="fail")
+    p.add_argument(
+        "--missing-videos",
+        choices=MISSING_POLICIES,
+        default="fail",
+        help="videos listed but not on disk: fail, or skip them (default: fail)",
+    )
+    p.add_argument(
+        "--max-missing",
+        type=float,
+        default=DEFAULT_MAX_MISSING,
+        metavar="FRACTION",
+        help="with skip, the largest fraction of a split's listed videos that may be missing "
+        f"(0-1, default: {DEFAULT_MAX_MISSING})",
+    )
 
 
 def prepare(args: argparse.Namespace) -> None:
     """Turn a dataset's annotations into the manifest tables."""
     from supportset.data.prepare import prepare as run
 
-    videos, captions = run(args.adapter, args.root, args.out_dir, args.split, args.missing_videos)
+    videos, captions = run(
+        args.adapter, args.root, args.out_dir, args.split, args.missing_videos, args.max_missing
+    )
     log.info("manifest: %d videos, %d captions", videos, captions)
 
 

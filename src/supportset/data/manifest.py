@@ -1,9 +1,10 @@
 """Manifests: the dataset-independent description of videos and captions.
 
-`videos.parquet`: video_id (unique), path, split.
-`captions.parquet`: caption_id (unique), video_id, text, split, start and end (seconds into
-the video of the segment the caption describes; null for a caption of the whole video).
-Every adapter produces exactly these two tables; nothing downstream knows the dataset.
+`videos.parquet`: video_id (unique), path, split (train, val or test).
+`captions.parquet`: caption_id (unique), video_id, text, split (its video's), start and end
+(seconds into the video of the segment the caption describes; null for a caption of the
+whole video). Every adapter produces exactly these two tables; nothing downstream knows the
+dataset.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ CAPTIONS_SCHEMA = pa.schema(
 )
 
 
+SPLITS = ("train", "val", "test")  # the splits the later stages read
+
+
 class ManifestError(ValueError):
     """Annotations that cannot become a manifest; the message names the offending ids."""
 
@@ -47,13 +51,23 @@ def safe_video_path(root: Path, relative: str) -> Path:
 
 
 def check_manifest(videos: list[dict], captions: list[dict]) -> None:
-    """Raise ManifestError for duplicate ids or captions of unknown videos."""
+    """Raise ManifestError for duplicate ids, splits other than SPLITS, captions of unknown
+    videos and captions whose split is not their video's."""
     _refuse_duplicates([video["video_id"] for video in videos], "video_id")
     _refuse_duplicates([caption["caption_id"] for caption in captions], "caption_id")
-    known = {video["video_id"] for video in videos}
-    orphans = sorted({c["video_id"] for c in captions if c["video_id"] not in known})
+    odd = [video for video in videos if video["split"] not in SPLITS]
+    if odd:
+        shown = ", ".join(f"{video['video_id']} ({video['split']!r})" for video in odd[:10])
+        raise ManifestError(
+            f"{len(odd)} video(s) have a split other than {', '.join(SPLITS)}: {shown}"
+        )
+    split_of = {video["video_id"]: video["split"] for video in videos}
+    orphans = sorted({c["video_id"] for c in captions if c["video_id"] not in split_of})
     if orphans:
         raise ManifestError(f"captions refer to unknown videos: {', '.join(orphans[:10])}")
+    strays = [c["caption_id"] for c in captions if c["split"] != split_of[c["video_id"]]]
+    if strays:
+        raise ManifestError(f"captions in another split than their video: {', '.join(strays[:10])}")
 
 
 def write_manifest(videos: list[dict], captions: list[dict], out_dir: str | Path) -> None:

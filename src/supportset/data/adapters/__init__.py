@@ -2,12 +2,14 @@
 
 Each adapter reads `root` (the dataset folder, laid out as the README describes) for one
 split choice and returns (videos, captions) rows of the manifest schema. `files` names the
-annotation files a split choice reads, so the DAG reruns `prepare` when they change.
+annotation files a split choice reads, so the DAG reruns `prepare` when they change, and
+`protocols` the evaluation protocol (retrieval.metrics.PROTOCOLS) each split choice was
+published with.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,7 @@ class Adapter:
     read: Callable[[Path, str], Rows]  # (root, split choice) -> (videos, captions)
     splits: tuple[str, ...]  # split choices; the first is the default
     files: Callable[[Path, str], list[str]]  # annotation files (relative to root) of a choice
+    protocols: Mapping[str, str | None]  # split choice -> published protocol (None: none)
 
     def choose_split(self, split: str) -> str:
         """`split`, or the default for "", checked against the choices."""
@@ -38,21 +41,33 @@ class Adapter:
             raise ValueError(f"unknown split '{split}' (choices: {', '.join(self.splits)})")
         return chosen
 
+    def protocol(self, split: str) -> str | None:
+        """The evaluation protocol split choice `split` ("" = the default) was published
+        with: multi-caption, one-caption or paragraph; None for the action-recognition
+        datasets, which the paper scores by classification accuracy, not retrieval."""
+        return self.protocols[self.choose_split(split)]
+
+
+STANDARD = ("standard",)
+EVERY_CAPTION = {"standard": "multi-caption"}
 
 ADAPTERS: dict[str, Adapter] = {
     "demo": Adapter(
-        lambda root, _: demo.read(root), ("standard",), lambda *_: ["annotations.json"]
+        lambda root, _: demo.read(root), STANDARD, lambda *_: ["annotations.json"], EVERY_CAPTION
     ),
     "manifest": Adapter(
         lambda root, _: manifest_csv.read(root),
-        ("standard",),
+        STANDARD,
         lambda *_: ["videos.csv", "captions.csv"],
+        EVERY_CAPTION,
     ),
-    "msrvtt": Adapter(msrvtt.read, msrvtt.SPLITS, msrvtt.files),
-    "msvd": Adapter(msvd.read, msvd.SPLITS, msvd.files),
-    "vatex": Adapter(vatex.read, vatex.SPLITS, vatex.files),
-    "activitynet": Adapter(activitynet.read, activitynet.SPLITS, activitynet.files),
-    "howto100m": Adapter(howto100m.read, howto100m.SPLITS, howto100m.files),
-    "hmdb51": Adapter(actions.read_hmdb, actions.FOLDS, actions.hmdb_files),
-    "ucf101": Adapter(actions.read_ucf, actions.FOLDS, actions.ucf_files),
+    "msrvtt": Adapter(msrvtt.read, msrvtt.SPLITS, msrvtt.files, msrvtt.PROTOCOLS),
+    "msvd": Adapter(msvd.read, msvd.SPLITS, msvd.files, msvd.PROTOCOLS),
+    "vatex": Adapter(vatex.read, vatex.SPLITS, vatex.files, vatex.PROTOCOLS),
+    "activitynet": Adapter(
+        activitynet.read, activitynet.SPLITS, activitynet.files, activitynet.PROTOCOLS
+    ),
+    "howto100m": Adapter(howto100m.read, howto100m.SPLITS, howto100m.files, howto100m.PROTOCOLS),
+    "hmdb51": Adapter(actions.read_hmdb, actions.FOLDS, actions.hmdb_files, actions.PROTOCOLS),
+    "ucf101": Adapter(actions.read_ucf, actions.FOLDS, actions.ucf_files, actions.PROTOCOLS),
 }

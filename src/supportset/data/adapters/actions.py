@@ -9,6 +9,12 @@ HMDB-51 under root: `testTrainMulti_7030_splits/<action>_test_split<k>.txt` (lin
 UCF-101 under root: `ucfTrainTestlist/classInd.txt`, `trainlist0<k>.txt` (lines
 "<Class>/<video>.avi <label>") and `testlist0<k>.txt` (lines "<Class>/<video>.avi"), and
 the videos in `UCF-101/` (any depth).
+
+The folds have no validation split, which the paper's linear classifier needs for its
+early stopping (appendix: "with early stopping"), and `prepare` requires: a tenth of each
+fold's training source videos (by SHA-1) are held out as "val", with all their clips, since
+clips cut from one source video (UCF-101's group `_gNN`, HMDB-51's name without its clip
+number) look alike. The test split stays the official one.
 """
 
 from __future__ import annotations
@@ -16,10 +22,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from supportset.data.adapters.files import VideoFolder, annotation, read_lines
+from supportset.data.adapters.files import VideoFolder, annotation, held_out, read_lines
 from supportset.data.manifest import ManifestError
 
 FOLDS = ("fold1", "fold2", "fold3")
+PROTOCOLS = dict.fromkeys(FOLDS)  # scored by classification accuracy: no retrieval protocol
 HMDB_SPLITS_DIR = "testTrainMulti_7030_splits"
 HMDB_TAGS = {"1": "train", "2": "test"}
 
@@ -78,9 +85,18 @@ def _words(camel: str) -> str:
     return " ".join(re.findall(r"[A-Z][a-z]*|[a-z]+|\d+", camel)).lower()
 
 
+def source_video(clip: str) -> str:
+    """The source video a clip was cut from: its name without the clip number
+    ("v_YoYo_g09_c02" -> "v_YoYo_g09", "brush_hair_u_nm_np1_ba_goo_2" -> "..._goo")."""
+    return re.sub(r"_c?\d+$", "", clip)
+
+
 def _rows(
     labelled: list[tuple[str, str, str]], folder: VideoFolder
 ) -> tuple[list[dict], list[dict]]:
+    validation = held_out(sorted({source_video(v) for v, _, split in labelled if split == "train"}))
+    held = {v for v, _, split in labelled if split == "train" and source_video(v) in validation}
+    labelled = [(v, action, "val" if v in held else split) for v, action, split in labelled]
     videos = [
         {"video_id": video_id, "path": folder.path(video_id), "split": split}
         for video_id, _, split in labelled

@@ -2,8 +2,11 @@
 
 Layout under root: `train.json` and `val_1.json` as distributed (a JSON object keyed by
 video id, "v_" + YouTube id, each with "duration", "timestamps" and "sentences"), and the
-videos in `videos/` named by that id (any common suffix). A video's caption is its
-paragraph: its segment sentences in time order, joined by spaces; the whole video is used.
+videos in `videos/` (any depth, any common suffix) named by that id, as the ActivityNet
+download and Collaborative Experts name them (`v_QOlSCBRmfWY.mp4`), or by the YouTube id
+alone, as CLIP4Clip and the code bases built on it do (`QOlSCBRmfWY.mp4`); the ids stay
+"v_" + YouTube id either way. A video's caption is its paragraph: its segment sentences in
+time order, joined by spaces; the whole video is used.
 Train: train.json's 10,009 videos, of which a fixed 1,000 (a tenth at most 1,000, by
 SHA-1 of the ids) are held out for validation; test: val_1.json (4,917), as in the paper.
 """
@@ -16,6 +19,7 @@ from supportset.data.adapters.files import VideoFolder, annotation, held_out, re
 from supportset.data.manifest import ManifestError
 
 SPLITS = ("val_1",)
+PROTOCOLS = {"val_1": "paragraph"}  # paper appendix: segments joined into a video-paragraph
 
 
 def files(root: Path, split: str) -> list[str]:
@@ -34,9 +38,8 @@ def read(root: Path, split: str) -> tuple[list[dict], list[dict]]:
     for paragraphs, default_split in ((train, "train"), (test, "test")):
         for video_id, text in paragraphs.items():
             split_name = "val" if video_id in validation else default_split
-            videos.append(
-                {"video_id": video_id, "path": folder.path(video_id), "split": split_name}
-            )
+            path = folder.path(video_id, video_id.removeprefix("v_"))  # with "v_" or without
+            videos.append({"video_id": video_id, "path": path, "split": split_name})
             captions.append(
                 {"caption_id": video_id, "video_id": video_id, "text": text, "split": split_name}
             )

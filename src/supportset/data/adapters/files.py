@@ -17,11 +17,15 @@ from supportset.data.manifest import ManifestError, safe_video_path
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".flv", ".3gp")
 
 
-def annotation(root: Path, relative: str) -> Path:
-    """`root/relative`, which must exist: the error names the file and the dataset folder."""
+def annotation(root: Path, relative: str, source: str = "") -> Path:
+    """`root/relative`, which must exist: the error names the file, the dataset folder and,
+    where given, the `source` to get the file from."""
     path = safe_video_path(root, relative)
     if not path.is_file():
-        raise ManifestError(f"{path}: annotation file not found in the dataset folder {root}")
+        where = f"; get it from {source}" if source else ""
+        raise ManifestError(
+            f"{path}: annotation file not found in the dataset folder {root}{where}"
+        )
     return path
 
 
@@ -61,13 +65,35 @@ def read_lines(path: Path) -> list[str]:
     return [line.strip() for line in read_text(path).splitlines() if line.strip()]
 
 
-def read_csv(path: Path, columns: tuple[str, ...]) -> list[dict]:
-    """Rows of a CSV with a header that holds at least `columns`."""
-    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
-    missing = [column for column in columns if column not in (reader.fieldnames or [])]
+def read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
+    """Rows of a CSV with a header that holds at least `columns` (see `read_csv_lines`)."""
+    return [row for _, row in read_csv_lines(path, columns)]
+
+
+def read_csv_lines(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) of every non-blank row of a CSV with a header that holds at least
+    `columns`. A row with fewer fields than the header, or more (an unquoted comma, which
+    would cut a caption short), and a NUL byte are errors naming the line."""
+    reader = csv.reader(io.StringIO(read_text(path), newline=""))
+    header = next(reader, [])
+    missing = [column for column in columns if column not in header]
     if missing:
         raise ManifestError(f"{path}: missing column(s) {', '.join(missing)}")
-    return list(reader)
+    rows, end = [], reader.line_num
+    for fields in reader:
+        line, end = end + 1, reader.line_num
+        if not fields:
+            continue
+        if len(fields) != len(header):
+            hint = "; quote a field that holds a comma" if len(fields) > len(header) else ""
+            raise ManifestError(
+                f"{path}: line {line} has {len(fields)} fields where the header has "
+                f"{len(header)} ({', '.join(header)}){hint}"
+            )
+        if any("\0" in field for field in fields):
+            raise ManifestError(f"{path}: line {line} holds a NUL byte")
+        rows.append((line, dict(zip(header, fields, strict=True))))
+    return rows
 
 
 class _PlainDataUnpickler(pickle.Unpickler):
@@ -88,6 +114,18 @@ def read_plain_pickle(path: Path) -> Any:
             raise ManifestError(f"{path}: malformed pickle: {error}") from error
 
 
+def caption_text(path: Path, video_id: str, words: Any) -> str:
+    """A caption of a pickled captions dict (Collaborative Experts' raw-captions.pkl): a
+    string, or a list of words joined by spaces."""
+    if isinstance(words, str):
+        return words.strip()
+    if isinstance(words, list | tuple) and all(isinstance(word, str) for word in words):
+        return " ".join(words).strip()
+    raise ManifestError(
+        f"{path}: a caption of '{video_id}' is neither a string nor a list of words"
+    )
+
+
 class VideoFolder:
     """The video files under one folder (recursively), found by name without suffix."""
 
@@ -99,12 +137,16 @@ class VideoFolder:
                 if path.suffix.lower() in VIDEO_SUFFIXES:
                     self._by_stem.setdefault(path.stem, path)
 
-    def path(self, stem: str) -> str:
-        """The file of video `stem`; where there is none, the path it is expected at (with
-        the first suffix), which `prepare` then counts as missing."""
-        if "/" in stem or stem in ("", ".", ".."):
-            raise ManifestError(f"video id '{stem}' would escape the dataset folder {self.folder}")
-        found = self._by_stem.get(stem)
+    def path(self, stem: str, *other_names: str) -> str:
+        """The file of video `stem`, or else of the first of `other_names` (names the same
+        video has in other distributions); where there is none, the path it is expected at
+        (`stem` with the first suffix), which `prepare` then counts as missing."""
+        for name in (stem, *other_names):
+            if "/" in name or name in ("", ".", ".."):
+                raise ManifestError(
+                    f"video id '{name}' would escape the dataset folder {self.folder}"
+                )
+        found = next((self._by_stem[n] for n in (stem, *other_names) if n in self._by_stem), None)
         return str(found if found is not None else self.folder / f"{stem}{VIDEO_SUFFIXES[0]}")
 
 

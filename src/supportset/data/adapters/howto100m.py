@@ -20,6 +20,7 @@ from supportset.data.manifest import ManifestError
 
 log = logging.getLogger(__name__)
 SPLITS = ("caption", "raw_caption")
+PROTOCOLS = {"caption": "multi-caption", "raw_caption": "multi-caption"}  # no benchmark
 
 
 def files(root: Path, split: str) -> list[str]:

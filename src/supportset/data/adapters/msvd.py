@@ -11,10 +11,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from supportset.data.adapters.files import VideoFolder, annotation, read_lines, read_plain_pickle
+from supportset.data.adapters.files import (
+    VideoFolder,
+    annotation,
+    caption_text,
+    read_lines,
+    read_plain_pickle,
+)
 from supportset.data.manifest import ManifestError
 
 SPLITS = ("standard",)
+PROTOCOLS = {"standard": "multi-caption"}  # every caption a query (CE: num_test_captions 81)
 LISTS = (("train", "train_list.txt"), ("val", "val_list.txt"), ("test", "test_list.txt"))
 
 
@@ -39,15 +46,7 @@ def read(root: Path, split: str) -> tuple[list[dict], list[dict]]:
             videos.append({"video_id": clip, "path": folder.path(clip), "split": split_name})
             captions.extend(
                 {"caption_id": f"{clip}#{index}", "video_id": clip, "split": split_name,
-                 "text": _sentence(path, clip, words)}
+                 "text": caption_text(path, clip, words)}
                 for index, words in enumerate(captions_of[clip])
             )  # fmt: skip
     return videos, captions
-
-
-def _sentence(path: Path, clip: str, words) -> str:
-    if isinstance(words, str):
-        return words.strip()
-    if isinstance(words, list | tuple) and all(isinstance(word, str) for word in words):
-        return " ".join(words).strip()
-    raise ManifestError(f"{path}: a caption of '{clip}' is neither a string nor a list of words")

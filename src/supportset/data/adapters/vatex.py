@@ -23,6 +23,7 @@ from supportset.data.manifest import ManifestError
 
 log = logging.getLogger(__name__)
 SPLITS = ("hgr",)
+PROTOCOLS = {"hgr": "multi-caption"}  # HGR queries with every reference caption
 ANNOTATIONS = ("vatex_training_v1.0.json", "vatex_validation_v1.0.json")
 
 
