@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_search import brute_force_ranks, exact_cosines, tied_matrix
+from test_search import (
+    brute_force_ranks,
+    demo_like_split,
+    exact_cosines,
+    expected_split_ranks,
+    same_vector_split,
+    tied_matrix,
+)
 
 from supportset.cli import main
 from supportset.retrieval.embeddings import write_caption_embeddings, write_video_embeddings
@@ -126,6 +133,42 @@ def test_collapsed_embeddings_are_not_rewarded() -> None:
     metrics = evaluate_embeddings(video_ids, same, caption_ids, caption_video_ids, same)
     assert metrics["t2v"]["MdR"] == 2.5
     assert metrics["v2t"]["R@1"] == 0.0
+
+
+@pytest.mark.parametrize("ties", ["average", "optimistic"])
+def test_collapsed_model_ranks_mid_gallery_at_scale(ties: str) -> None:
+    """1,000 videos and captions, all one vector: every rank is (N + 1) / 2 when averaged."""
+    split = same_vector_split(1000)
+    video_ids = [f"video{i}" for i in range(1000)]
+    metrics = evaluate_embeddings(
+        video_ids, split.videos, video_ids, video_ids, split.captions, ties=ties
+    )
+    for direction in ("t2v", "v2t"):
+        assert metrics[direction]["MdR"] == (500.5 if ties == "average" else 1.0)
+        assert metrics[direction]["R@1"] == (0.0 if ties == "average" else 100.0)
+
+
+@pytest.mark.parametrize("ties", ["average", "optimistic"])
+def test_demo_shaped_split_counts_shared_captions_as_ties(ties: str) -> None:
+    """The demo's test split: 48 videos with 5 captions each, 31 caption texts shared by 2-3
+    videos (one embedding per text), through the multi-caption protocol."""
+    split = demo_like_split()
+    video_ids = [f"video{i}" for i in range(len(split.video_groups))]
+    caption_ids = [f"caption{i}" for i in range(len(split.owners))]
+    caption_video_ids = [video_ids[owner] for owner in split.owners]
+    metrics = evaluate_split(
+        video_ids, split.videos, caption_ids, caption_video_ids, split.captions,
+        EvaluationConfig(protocol="multi-caption", ties=ties),
+    )  # fmt: skip
+    t2v, v2t = expected_split_ranks("demo", ties)
+    assert metrics["t2v"] == pytest.approx(recall_summary(np.array(t2v)))
+    assert metrics["v2t"] == pytest.approx(recall_summary(np.array(v2t)))
+    texts, uses = np.unique(split.caption_groups, return_counts=True)
+    shared = texts[uses > 1]
+    assert len(shared) == 31 and metrics["v2t"]["n_queries"] == 48
+    assert all(len(set(split.owners[split.caption_groups == text])) > 1 for text in shared)
+    if ties == "average":  # some video's best caption is shared with another video
+        assert any(rank % 1 for rank in v2t)
 
 
 def test_evaluation_rejects_captions_of_unknown_videos() -> None:

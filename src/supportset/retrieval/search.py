@@ -18,85 +18,173 @@ never push a positive down, as they are correct answers too. A query's rank is t
 of ``rank(p)`` over its positives, which is the rank of its highest-scoring positive (the
 count above can only grow as s_p falls). ``ties="optimistic"`` drops the equal term.
 
+Identical rows tie exactly. A BLAS may round the product of two vectors differently by their
+row or column position in a matrix product (OpenBLAS's Haswell sgemm kernel and MKL's AVX2
+one do, by a few 1e-7 for unit vectors), which would break ties between identical items.
+So each side is reduced to its distinct rows before anything is computed: rows are identical
+when their float32 values are equal (+0.0 and -0.0 alike). Each distinct row is normalised
+once, each distinct pair is multiplied once, and every copy of a row reads its scores from
+that one product: identical vectors get bit-identical scores on every BLAS, thread count and
+device, and equal scores are then compared bit for bit.
+
 Speed and memory. Scores come from matrix products (NumPy's BLAS on the CPU, torch on a
 GPU) and a rank is two counts per query, ``score > s*`` and ``score == s*`` against the best
 positive's score s*: no sort, no argsort, no top-k. ``ranks_both_ways`` computes the
 caption-video score matrix once for both directions when it fits in ``BLOCK_BYTES``;
 otherwise each direction scores a block of queries at a time (about ``4 * block * N``
-bytes), so a 100,000 x 100,000 evaluation runs in bounded memory. Every score, the
-positives' included, comes from the same product, so equal scores are compared bit for bit.
+bytes; when rows repeat, the block's distinct products and their copies share that budget),
+so a 100,000 x 100,000 evaluation runs in bounded memory. Finding the distinct rows hashes
+each row's first values, and whole rows only where those repeat: a small cost next to the
+products. torch is imported only for a torch device.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
-import torch
 
 TieMode = Literal["average", "optimistic"]
 TIE_MODES: tuple[TieMode, ...] = ("average", "optimistic")
 BLOCK_BYTES = 256 << 20  # scores held at once, per block of queries
+KEY_PREFIX = 16  # leading values of a row that group candidate identical rows
 
 
-def l2_normalise(vectors: np.ndarray) -> np.ndarray:
-    """Return ``vectors`` (N, D) as a C-contiguous float32 copy with unit-L2-norm rows.
+@dataclass(frozen=True)
+class DistinctRows:
+    """An (N, D) embedding matrix as its distinct rows, L2-normalised.
 
-    Raises ``ValueError`` naming the rows whose norm is zero or not finite.
+    ``unit`` (U, D) float32: the distinct rows in order of first occurrence, with unit L2
+    norm; ``inverse`` (N,) int64: the row of ``unit`` that input row i equals. Without
+    repeats (U == N), ``unit`` is the normalised matrix itself and ``inverse`` is 0..N-1.
+    """
+
+    unit: np.ndarray
+    inverse: np.ndarray
+
+    @property
+    def copy_index(self) -> np.ndarray | None:
+        """``inverse``, or None when every row is distinct (nothing to copy)."""
+        return self.inverse if len(self.unit) < len(self.inverse) else None
+
+
+def distinct_rows(vectors: np.ndarray) -> DistinctRows:
+    """The distinct rows of ``vectors`` (N, D), each normalised once (see ``DistinctRows``).
+
+    Rows are identical when their float32 values are equal, +0.0 and -0.0 alike. Raises
+    ``ValueError`` naming the rows whose norm is zero or not finite.
     """
     matrix = np.asarray(vectors, dtype=np.float32)
     if matrix.ndim != 2 or matrix.shape[1] == 0:
         raise ValueError(f"expected vectors of shape (N, D) with D > 0, got {matrix.shape}")
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    invalid = np.flatnonzero(~np.isfinite(norms[:, 0]) | (norms[:, 0] == 0))
-    if invalid.size:
-        raise ValueError(f"rows {invalid[:5].tolist()} have zero or non-finite norm")
-    return np.ascontiguousarray(matrix / norms)
+    # a C-ordered copy, normalised in place; -0.0 + 0.0 is +0.0, so equal rows get equal bytes
+    matrix = np.add(matrix, np.float32(0.0), order="C")
+    first, inverse = _first_occurrences(matrix)
+    unit = matrix[first] if len(first) < len(matrix) else matrix
+    norms = np.linalg.norm(unit, axis=1, keepdims=True)
+    invalid = ~np.isfinite(norms[:, 0]) | (norms[:, 0] == 0)
+    if invalid.any():
+        rows = np.flatnonzero(invalid[inverse])
+        raise ValueError(f"rows {rows[:5].tolist()} have zero or non-finite norm")
+    unit /= norms
+    return DistinctRows(unit, inverse)
+
+
+def _first_occurrences(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of an (N, D) matrix, compared by their bytes: (U,) the index of each
+    one's first occurrence, ascending, and (N,) which of them each row is.
+
+    Rows are first grouped by their first ``KEY_PREFIX`` values (short keys, quick to hash); only
+    rows whose group has others are compared whole.
+    """
+    n_rows = len(matrix)
+    first_of_row = _first_equal(_row_keys(matrix[:, :KEY_PREFIX]))
+    shared = np.flatnonzero(np.bincount(first_of_row, minlength=n_rows)[first_of_row] > 1)
+    first_of_row[shared] = shared[_first_equal(_row_keys(matrix[shared]))]
+    first = np.flatnonzero(first_of_row == np.arange(n_rows))
+    return first, np.searchsorted(first, first_of_row)
+
+
+def _row_keys(matrix: np.ndarray) -> list[bytes]:
+    """The bytes of each row of an (N, D) array."""
+    rows = np.ascontiguousarray(matrix)
+    return rows.view(np.dtype((np.void, rows.shape[1] * rows.itemsize)))[:, 0].tolist()
+
+
+def _first_equal(keys: list[bytes]) -> np.ndarray:
+    """(len(keys),) int64: the index of the first key equal to each key."""
+    first_seen: dict[bytes, int] = {}
+    return np.fromiter(map(first_seen.setdefault, keys, range(len(keys))), np.int64, len(keys))
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    """Return ``vectors`` (N, D) as a C-contiguous float32 copy with unit-L2-norm rows;
+    identical rows (see ``distinct_rows``) come out bit for bit identical.
+
+    Raises ``ValueError`` naming the rows whose norm is zero or not finite.
+    """
+    rows = distinct_rows(vectors)
+    return rows.unit if rows.copy_index is None else rows.unit[rows.inverse]
 
 
 def cosine_scores(queries: np.ndarray, gallery: np.ndarray, device: str = "cpu") -> np.ndarray:
-    """(Q, N) float32 cosine similarities, computed as the ranking functions compute them."""
-    return _as_numpy(_scores(l2_normalise(queries), _on(l2_normalise(gallery), device)))
+    """(Q, N) float32 cosine similarities, computed as the ranking functions compute them:
+    identical query rows with identical gallery rows get bit-identical scores."""
+    query_rows, gallery_rows = _distinct_pair(queries, gallery)
+    scores = _as_numpy(_scores(query_rows.unit, _on(gallery_rows.unit, device)))
+    return _copies(scores, query_rows.copy_index, gallery_rows.copy_index)
 
 
 def _on(vectors: np.ndarray, device: str):
     """The array on `device`: NumPy for "cpu" (its BLAS and counts are the faster ones
     there), else a torch tensor on that torch device ("cuda", "cuda:1"; "cpu:0" runs the
     torch path on the CPU, which is how the tests check it without a GPU)."""
-    return vectors if device == "cpu" else torch.from_numpy(vectors).to(device)
+    if device == "cpu":
+        return vectors
+    import torch  # only the torch path needs it
+
+    return torch.from_numpy(vectors).to(device)
+
+
+def _like(scores, values: np.ndarray | None):
+    """`values` where `scores` lives (a torch device, or NumPy); None stays None."""
+    if values is None or isinstance(scores, np.ndarray):
+        return values
+    import torch  # scores is a tensor: torch is loaded
+
+    return torch.from_numpy(values).to(scores.device)
 
 
 def _as_numpy(values) -> np.ndarray:
-    return values.cpu().numpy() if isinstance(values, torch.Tensor) else values
+    return values if isinstance(values, np.ndarray) else values.cpu().numpy()
 
 
 def _scores(query_vectors: np.ndarray, gallery):
     """(b, N) inner products of unit query rows (b, D) with the unit gallery (N, D)."""
-    if isinstance(gallery, torch.Tensor):
-        return torch.from_numpy(query_vectors).to(gallery.device) @ gallery.T
-    return query_vectors @ gallery.T
+    return _like(gallery, query_vectors) @ gallery.T
+
+
+def _copies(scores, rows, columns):
+    """``scores[rows][:, columns]`` in one gather, where rows and columns are index arrays
+    on the scores' device, or None for all of them in order."""
+    if rows is None:
+        return scores if columns is None else scores[:, columns]
+    return scores[rows] if columns is None else scores[rows[:, None], columns[None, :]]
 
 
 def _gather(scores, columns: np.ndarray) -> np.ndarray:
     """scores[i, columns[i, j]] as a (b, P) NumPy array."""
-    if isinstance(scores, torch.Tensor):
-        index = torch.from_numpy(columns).to(scores.device)
-        return torch.gather(scores, 1, index).cpu().numpy()
-    return np.take_along_axis(scores, columns, axis=1)
-
-
-def _like(scores, values: np.ndarray):
-    """`values` where `scores` lives (a GPU tensor, or NumPy)."""
-    if isinstance(scores, torch.Tensor):
-        return torch.from_numpy(values).to(scores.device)
-    return values
+    if isinstance(scores, np.ndarray):
+        return np.take_along_axis(scores, columns, axis=1)
+    return scores.gather(1, _like(scores, columns)).cpu().numpy()
 
 
 def _count(mask, axis: int):
-    if isinstance(mask, torch.Tensor):
-        return torch.count_nonzero(mask, dim=axis).cpu().numpy()
-    return np.count_nonzero(mask, axis=axis)
+    if isinstance(mask, np.ndarray):
+        return np.count_nonzero(mask, axis=axis)
+    return mask.count_nonzero(dim=axis).cpu().numpy()
 
 
 def _padded_positives(
@@ -129,13 +217,16 @@ def _check_options(ties: str, block: int) -> None:
         raise ValueError(f"block must be 0 (automatic) or positive, got {block}")
 
 
-def _normalised_pair(queries: np.ndarray, gallery: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    query_vectors, gallery_vectors = l2_normalise(queries), l2_normalise(gallery)
-    if query_vectors.shape[1] != gallery_vectors.shape[1]:
-        raise ValueError(
-            f"queries have D={query_vectors.shape[1]}, gallery has D={gallery_vectors.shape[1]}"
-        )
-    return query_vectors, gallery_vectors
+def _distinct_pair(queries: np.ndarray, gallery: np.ndarray) -> tuple[DistinctRows, DistinctRows]:
+    query_rows, gallery_rows = distinct_rows(queries), distinct_rows(gallery)
+    query_dim, gallery_dim = query_rows.unit.shape[1], gallery_rows.unit.shape[1]
+    if query_dim != gallery_dim:
+        raise ValueError(f"queries have D={query_dim}, gallery has D={gallery_dim}")
+    return query_rows, gallery_rows
+
+
+def _repeats(*sides: DistinctRows) -> bool:
+    return any(side.copy_index is not None for side in sides)
 
 
 def _ranks(greater: np.ndarray, equal: np.ndarray, ties: TieMode) -> np.ndarray:
@@ -165,15 +256,23 @@ def ranks_of_positives(
     Returns (Q,) float64 ranks, 1-based; averaged ties can give halves.
     """
     _check_options(ties, block)
-    query_vectors, gallery_vectors = _normalised_pair(queries, gallery)
-    n_queries, n_gallery = len(query_vectors), len(gallery_vectors)
+    query_rows, gallery_rows = _distinct_pair(queries, gallery)
+    return _ranks_of_positives(query_rows, gallery_rows, positives, block, ties, device)
+
+
+def _ranks_of_positives(
+    query_rows: DistinctRows,
+    gallery_rows: DistinctRows,
+    positives: Sequence[np.ndarray],
+    block: int,
+    ties: TieMode,
+    device: str,
+) -> np.ndarray:
+    """``ranks_of_positives`` of queries and gallery already reduced to distinct rows."""
+    n_queries, n_gallery = len(query_rows.inverse), len(gallery_rows.inverse)
     padded, real = _padded_positives(positives, n_queries, n_gallery)
-    block = block or max(1, BLOCK_BYTES // (4 * n_gallery))
-    gallery_on_device = _on(gallery_vectors, device)
     ranks = np.empty(n_queries, dtype=np.float64)
-    for start in range(0, n_queries, block):
-        rows = slice(start, start + block)
-        scores = _scores(query_vectors[rows], gallery_on_device)  # (b, N)
+    for rows, scores in _score_blocks(query_rows, gallery_rows, block, device):
         positive_scores = _gather(scores, padded[rows])  # (b, P)
         best = positive_scores.max(axis=1)  # (b,): no positive is above the best one
         on_best = (positive_scores == best[:, None]) & real[rows]
@@ -182,6 +281,32 @@ def ranks_of_positives(
         equal = _count(scores == threshold, 1) - on_best.sum(axis=1)
         ranks[rows] = _ranks(greater, equal, ties)
     return ranks
+
+
+def _score_blocks(
+    query_rows: DistinctRows, gallery_rows: DistinctRows, block: int, device: str
+) -> Iterator[tuple[np.ndarray, Any]]:
+    """Yield (query indices (b,), their (b, N) scores) for every query once, b <= ``block``.
+
+    Queries come grouped by distinct row, ``block`` distinct rows at a time: each distinct
+    query row is multiplied with the distinct gallery rows in one product, and the scores of
+    its copies, and of the gallery's copies, are copied from that product.
+    """
+    n_distinct, n_gallery = len(query_rows.unit), len(gallery_rows.inverse)
+    if not block:  # the distinct products, and their copies when rows repeat, fit BLOCK_BYTES
+        held = len(gallery_rows.unit) + (n_gallery if _repeats(query_rows, gallery_rows) else 0)
+        block = max(1, BLOCK_BYTES // (4 * held))
+    gallery = _on(gallery_rows.unit, device)
+    columns = _like(gallery, gallery_rows.copy_index)
+    by_distinct_row = np.argsort(query_rows.inverse, kind="stable")
+    sorted_inverse = query_rows.inverse[by_distinct_row]
+    for first in range(0, n_distinct, block):
+        distinct_scores = _scores(query_rows.unit[first : first + block], gallery)  # (u, U_g)
+        low, high = np.searchsorted(sorted_inverse, [first, first + block])
+        for start in range(low, high, block):
+            rows = by_distinct_row[start : min(start + block, high)]
+            copied = None if query_rows.copy_index is None else query_rows.inverse[rows] - first
+            yield rows, _copies(distinct_scores, _like(gallery, copied), columns)
 
 
 def ranks_both_ways(
@@ -198,20 +323,24 @@ def ranks_both_ways(
     caption, every video owning at least one. A caption's positive is its video; a video's
     positives are its captions. With at most ``max_bytes`` of scores the (N_c, N_v) matrix
     is computed once and counted along rows (t2v) and columns (v2t); otherwise each
-    direction is ranked block by block by ``ranks_of_positives``.
+    direction is ranked block by block as ``ranks_of_positives`` does. Either way each side
+    is reduced to its distinct rows once.
     """
     _check_options(ties, 0)
     owners = np.asarray(owners, dtype=np.int64)
-    n_videos = len(videos)
-    if len(captions) * n_videos * 4 > max_bytes:
+    caption_rows, video_rows = _distinct_pair(captions, videos)
+    n_videos = len(video_rows.inverse)
+    distinct_bytes = 4 * len(caption_rows.unit) * len(video_rows.unit)
+    copied_bytes = 4 * len(owners) * n_videos if _repeats(caption_rows, video_rows) else 0
+    if distinct_bytes + copied_bytes > max_bytes:
         captions_of_video = [np.flatnonzero(owners == v) for v in range(n_videos)]
-        options = {"ties": ties, "device": device}
         return (
-            ranks_of_positives(captions, videos, list(owners[:, None]), **options),
-            ranks_of_positives(videos, captions, captions_of_video, **options),
+            _ranks_of_positives(caption_rows, video_rows, list(owners[:, None]), 0, ties, device),
+            _ranks_of_positives(video_rows, caption_rows, captions_of_video, 0, ties, device),
         )
-    caption_vectors, video_vectors = _normalised_pair(captions, videos)
-    scores = _scores(caption_vectors, _on(video_vectors, device))  # (N_c, N_v)
+    distinct_scores = _scores(caption_rows.unit, _on(video_rows.unit, device))
+    rows, columns = caption_rows.copy_index, video_rows.copy_index
+    scores = _copies(distinct_scores, _like(distinct_scores, rows), _like(distinct_scores, columns))
     own = _gather(scores, owners[:, None])[:, 0]  # (N_c,) score of each caption's video
     t2v_greater = _count(scores > _like(scores, own[:, None]), 1)
     t2v_equal = _count(scores == _like(scores, own[:, None]), 1) - 1
