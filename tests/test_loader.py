@@ -1,6 +1,8 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
 from supportset.train.data import FeatureBank
 from supportset.train.loader import EpochPlan, batch_loader
@@ -29,6 +31,23 @@ def test_loader_yields_the_planned_batches_in_order():
             [int(c[1:]) + 2 for c in caption_ids] for _, caption_ids, _ in keys
         ]
     assert batches[0].video.shape == (1, 1, 3)  # v1's step at 1 s, its clip [1, 2) s
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_iterating_the_loader_leaves_the_global_random_generator_alone(workers):
+    """Dropout draws from torch's global generator: epochs read with or without workers
+    (or after a resume, with a new loader) must leave it where it was."""
+    videos = {f"v{i}": np.full((2, 3), i, np.float32) for i in range(4)}
+    texts = {f"c{i}": np.full((2, 4), i, np.float32) for i in range(4)}
+    tokens = {f"c{i}": np.array([i + 2, 1]) for i in range(4)}
+    plan = EpochPlan()
+    plan.keys = [(("v0", "v1"), ("c0", "c1"), None), (("v2", "v3"), ("c2", "c3"), None)]
+    loader = batch_loader(FeatureBank(videos, texts, tokens), plan, 4, workers=workers)
+    torch.manual_seed(0)
+    for _ in range(3):
+        before = torch.get_rng_state()
+        assert len(list(loader)) == 2
+        assert torch.equal(torch.get_rng_state(), before)
 
 
 def test_worker_memory_stays_at_what_a_batch_needs():

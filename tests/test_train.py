@@ -1,18 +1,33 @@
 import csv
-import logging
+import re
+import traceback
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from supportset.features.store import ShardWriter, text_schema, visual_schema
-from supportset.model.supportset import ModelConfig
+from supportset.model.supportset import ModelConfig, SupportSetModel
 from supportset.train.data import FeatureBank, SplitData, clip_split, pad_batch
-from supportset.train.loop import TrainConfig, _epoch_plan, load_model, train, validate
+from supportset.train.loop import (
+    TrainConfig,
+    _epoch_plan,
+    load_model,
+    save_checkpoint,
+    train,
+    validate,
+)
 from supportset.train.objective import Batch
 
 MODEL = ModelConfig(dim=32, heads=2, ffn_dim=64, layers=1, dropout=0.0, input_norm="standardize")
 TRAINING = TrainConfig(batch_size=16, lr=3e-3, epochs=12, max_video_seconds=6, captioning="none")
+# what draws at random in training: dropout in the heads (and the T5 decoder's, 0.1), the
+# support sets of cross-captioning (subsets of 3), over several epochs
+DROPOUT_MODEL = ModelConfig(**{**MODEL.__dict__, "dropout": 0.1})
+CROSS_TRAINING = TrainConfig(
+    **{**TRAINING.__dict__, "epochs": 3, "captioning": "cross", "support_set_size": 3}
+)
 
 
 def synthetic_bank(num_videos: int = 64, seed: int = 0) -> tuple[FeatureBank, SplitData, SplitData]:
@@ -77,24 +92,34 @@ def test_training_learns_and_writes_checkpoint_and_log(tmp_path):
     assert all(float(row["loss"]) >= 0 for row in rows if row["kind"] == "train")
 
 
+def log_without_seconds(path) -> list[str]:
+    """train_log.csv's lines without the wall-clock seconds column (the last)."""
+    return [line.rsplit(",", 1)[0] for line in path.read_text().splitlines()]
+
+
+def checkpoint_weights(path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)["model"]
+
+
+def assert_same_weights(first, second) -> None:
+    """Two model.pt files hold bit-identical weights."""
+    weights = [checkpoint_weights(path) for path in (first, second)]
+    assert weights[0].keys() == weights[1].keys()
+    different = [name for name in weights[0] if not torch.equal(weights[0][name], weights[1][name])]
+    assert not different, f"weights differ: {different}"
+
+
 def test_training_is_repeatable(tmp_path):
+    """Each run in its own folder: in a shared one the second would resume the first's
+    finished state and train nothing."""
     bank, train_split, val_split = synthetic_bank()
     short = TrainConfig(**{**TRAINING.__dict__, "epochs": 2})
-    logs = []
     for run in range(2):
-        train(
-            bank,
-            train_split,
-            val_split,
-            MODEL,
-            short,
-            tmp_path / f"{run}.pt",
-            tmp_path / f"{run}.csv",
-        )
-        logs.append(
-            [line.rsplit(",", 1)[0] for line in (tmp_path / f"{run}.csv").read_text().splitlines()]
-        )
-    assert logs[0] == logs[1]  # everything but the wall-clock seconds column
+        (tmp_path / str(run)).mkdir()
+        train(bank, train_split, val_split, MODEL, short, tmp_path / f"{run}/m.pt",
+              tmp_path / f"{run}/l.csv")  # fmt: skip
+    assert log_without_seconds(tmp_path / "0/l.csv") == log_without_seconds(tmp_path / "1/l.csv")
+    assert_same_weights(tmp_path / "0/m.pt", tmp_path / "1/m.pt")
 
 
 def write_bank_shards(folder, bank: FeatureBank) -> FeatureBank:
@@ -114,23 +139,6 @@ def write_bank_shards(folder, bank: FeatureBank) -> FeatureBank:
     return FeatureBank.load(visual, [folder / "t.parquet"], cache_mb=1)
 
 
-def test_worker_processes_reading_shards_change_nothing(tmp_path):
-    bank, train_split, val_split = synthetic_bank()
-    model = ModelConfig(**{**MODEL.__dict__, "dropout": 0.1})
-    short = TrainConfig(**{**TRAINING.__dict__, "epochs": 3})
-    lazy = write_bank_shards(tmp_path / "shards", bank)
-    logs = []
-    for run, (source, workers) in enumerate(((bank, 0), (lazy, 2))):
-        train(source, train_split, val_split, model, short, tmp_path / f"{run}.pt",
-              tmp_path / f"{run}.csv", workers=workers)  # fmt: skip
-        logs.append(
-            [line.rsplit(",", 1)[0] for line in (tmp_path / f"{run}.csv").read_text().split()]
-        )
-    assert logs[0] == logs[1]
-    weights = [torch.load(tmp_path / f"{run}.pt", weights_only=True)["model"] for run in (0, 1)]
-    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
-
-
 def save_tiny_t5(folder):
     import transformers
 
@@ -140,6 +148,22 @@ def save_tiny_t5(folder):
     )  # fmt: skip
     transformers.T5ForConditionalGeneration(config).save_pretrained(folder)
     return str(folder)
+
+
+def test_reader_workers_change_nothing(tmp_path):
+    """Over several epochs, with dropout and cross-captioning drawing at random, the batches
+    read from the shards by 2 worker processes (the default) train the same weights as the
+    in-memory features read by the main process."""
+    t5 = save_tiny_t5(tmp_path / "t5")
+    bank, train_split, val_split = synthetic_bank()
+    lazy = write_bank_shards(tmp_path / "shards", bank)
+    for source, workers in ((bank, 0), (lazy, 2)):
+        folder = tmp_path / str(workers)
+        folder.mkdir()
+        train(source, train_split, val_split, DROPOUT_MODEL, CROSS_TRAINING, folder / "m.pt",
+              folder / "l.csv", t5, workers=workers)  # fmt: skip
+    assert log_without_seconds(tmp_path / "0/l.csv") == log_without_seconds(tmp_path / "2/l.csv")
+    assert_same_weights(tmp_path / "0/m.pt", tmp_path / "2/m.pt")
 
 
 def test_cross_captioning_is_logged_and_changes_what_is_learned(tmp_path):
@@ -167,62 +191,6 @@ def test_captioning_without_a_text_model_is_a_clear_error(tmp_path):
         train(bank, train_split, val_split, MODEL, cross, tmp_path / "m.pt", tmp_path / "l.csv")
 
 
-def test_resumed_run_reaches_the_same_result_as_an_uninterrupted_one(tmp_path):
-    t5 = save_tiny_t5(tmp_path / "t5")
-    bank, train_split, val_split = synthetic_bank()
-    model = ModelConfig(**{**MODEL.__dict__, "dropout": 0.1})
-    base = {**TRAINING.__dict__, "captioning": "cross", "support_set_size": 3}
-    four, two = TrainConfig(**{**base, "epochs": 4}), TrainConfig(**{**base, "epochs": 2})
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    whole.mkdir(), killed.mkdir()
-    train(bank, train_split, val_split, model, four, whole / "m.pt", whole / "l.csv", t5)
-    train(bank, train_split, val_split, model, two, killed / "m.pt", killed / "l.csv", t5)
-    (killed / "m.pt").unlink()  # what a killed job leaves: the state of its last epoch
-    train(bank, train_split, val_split, model, four, killed / "m.pt", killed / "l.csv", t5)
-    for name, value in torch.load(whole / "m.pt", weights_only=True)["model"].items():
-        assert torch.equal(value, torch.load(killed / "m.pt", weights_only=True)["model"][name])
-
-    def without_seconds(path):
-        return [line.rsplit(",", 1)[0] for line in path.read_text().splitlines()]
-
-    assert without_seconds(whole / "l.csv") == without_seconds(killed / "l.csv")
-
-
-def test_changed_inputs_or_fewer_epochs_start_afresh(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="supportset.train.loop")
-    bank, train_split, val_split = synthetic_bank()
-    shard = tmp_path / "shard.parquet"
-    shard.write_bytes(b"first")
-    three = TrainConfig(**{**TRAINING.__dict__, "epochs": 3})
-    run = (bank, train_split, val_split, MODEL)
-    train(*run, three, tmp_path / "m.pt", tmp_path / "l.csv", input_files=[shard])
-    caplog.clear()
-    train(*run, three, tmp_path / "m.pt", tmp_path / "l.csv", input_files=[shard])
-    assert "resuming after epoch 3" in caplog.text  # same inputs: the saved state is used
-    caplog.clear()
-    shard.write_bytes(b"second version")
-    train(*run, three, tmp_path / "m.pt", tmp_path / "l.csv", input_files=[shard])
-    assert "resuming" not in caplog.text
-    two = TrainConfig(**{**three.__dict__, "epochs": 2})
-    train(*run, two, tmp_path / "m.pt", tmp_path / "l.csv", input_files=[shard])
-    assert "resuming" not in caplog.text
-    with open(tmp_path / "l.csv", newline="") as handle:
-        val_rows = [row for row in csv.DictReader(handle) if row["kind"] == "val"]
-    assert [row["epoch"] for row in val_rows] == ["1", "2"]
-
-
-def test_changed_settings_start_afresh(tmp_path):
-    bank, train_split, val_split = synthetic_bank()
-    two = TrainConfig(**{**TRAINING.__dict__, "epochs": 2})
-    train(bank, train_split, val_split, MODEL, two, tmp_path / "m.pt", tmp_path / "l.csv")
-    first = (tmp_path / "l.csv").read_text().splitlines()
-    other = TrainConfig(**{**two.__dict__, "lr": 1e-4, "epochs": 3})
-    train(bank, train_split, val_split, MODEL, other, tmp_path / "m.pt", tmp_path / "l.csv")
-    second = (tmp_path / "l.csv").read_text().splitlines()
-    assert second[2].split(",")[3] != first[2].split(",")[3]  # step 2 loss: trained afresh
-    assert [row.split(",")[0] for row in second[1:] if ",val," in row] == ["1", "2", "3"]
-
-
 def test_training_can_start_from_a_checkpoint(tmp_path):
     bank, train_split, val_split = synthetic_bank()
     short = TrainConfig(**{**TRAINING.__dict__, "epochs": 1})
@@ -239,6 +207,66 @@ def test_training_can_start_from_a_checkpoint(tmp_path):
     other = ModelConfig(**{**MODEL.__dict__, "dim": 64})
     with pytest.raises(ValueError, match="init_from"):
         train(bank, train_split, val_split, other, finetune, tmp_path / "c.pt", tmp_path / "c.csv")
+
+
+def write_not_a_checkpoint(kind: str, folder) -> Path:
+    """A file that `training.init_from` or export's model file might wrongly point at."""
+    path = folder / f"{kind}.pt"
+    bank, _, _ = synthetic_bank()
+    model = SupportSetModel(MODEL, bank.video_dim, bank.text_dim)
+    if kind == "state_dict":  # the weights alone, without our checkpoint's fields
+        torch.save(model.state_dict(), path)
+    elif kind == "tensor":
+        torch.save(torch.zeros(3), path)
+    elif kind == "module":  # a whole pickled module: torch would advise weights_only=False
+        torch.save(model, path)
+    elif kind == "truncated":  # a real model.pt cut short
+        save_checkpoint(folder / "whole.pt", model.state_dict(), model, bank, {"rsum": 0.0})
+        path.write_bytes((folder / "whole.pt").read_bytes()[:4000])
+    elif kind == "text":
+        path.write_text("epoch,step,kind,loss\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    return path  # "missing": never written
+
+
+BAD_CHECKPOINTS = ["state_dict", "tensor", "module", "truncated", "text", "empty", "missing"]
+
+
+@pytest.mark.parametrize("kind", BAD_CHECKPOINTS)
+def test_init_from_anything_but_a_checkpoint_is_one_clear_sentence(tmp_path, kind):
+    path = write_not_a_checkpoint(kind, tmp_path)
+    bank, train_split, val_split = synthetic_bank()
+    config = TrainConfig(**{**TRAINING.__dict__, "epochs": 1, "init_from": str(path)})
+    with pytest.raises(ValueError) as raised:
+        train(bank, train_split, val_split, MODEL, config, tmp_path / "m.pt", tmp_path / "l.csv")
+    message = str(raised.value)
+    assert message.startswith(f"training.init_from {path} ") and "\n" not in message
+    assert "weights_only" not in "".join(traceback.format_exception(raised.value))  # -v shows it
+
+
+@pytest.mark.parametrize("kind", BAD_CHECKPOINTS)
+def test_exporting_from_anything_but_a_checkpoint_is_one_clear_sentence(tmp_path, kind):
+    path = write_not_a_checkpoint(kind, tmp_path)
+    with pytest.raises(ValueError) as raised:
+        load_model(path, torch.device("cpu"))
+    message = str(raised.value)
+    assert message.startswith(f"model file {path} ") and "\n" not in message
+    assert "weights_only" not in "".join(traceback.format_exception(raised.value))
+
+
+def test_init_from_a_checkpoint_of_other_feature_dimensions_is_refused(tmp_path):
+    bank, train_split, val_split = synthetic_bank()
+    model = SupportSetModel(MODEL, bank.video_dim, bank.text_dim)
+    save_checkpoint(tmp_path / "a.pt", model.state_dict(), model, bank, {"rsum": 0.0})
+    wider = FeatureBank(
+        {v: np.concatenate([f, f[:, :1]], axis=1) for v, f in bank.videos.items()},
+        bank.texts, bank.token_ids,
+    )  # fmt: skip
+    config = TrainConfig(**{**TRAINING.__dict__, "epochs": 1, "init_from": str(tmp_path / "a.pt")})
+    message = f"training.init_from {tmp_path / 'a.pt'} was trained on 12-dim visual and 10-dim text"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        train(wider, train_split, val_split, MODEL, config, tmp_path / "m.pt", tmp_path / "l.csv")
 
 
 def test_finetuned_t5_encoder_is_trained_saved_and_used_for_export(tmp_path):

@@ -47,6 +47,23 @@ def gather(local: torch.Tensor) -> torch.Tensor:
     return torch.cat(dist_functional.all_gather(local), dim=0)
 
 
+def gather_objects(value: object) -> list:
+    """Every rank's picklable `value`, in rank order (a collective: all ranks call it);
+    [value] outside a process group."""
+    _, size = rank_and_size()
+    if size == 1:
+        return [value]
+    gathered: list = [None] * size
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
+def wait_for_all_ranks() -> None:
+    """Return once every rank has called it (no-op outside a process group)."""
+    if rank_and_size()[1] > 1:
+        dist.barrier()
+
+
 def all_sum(values: torch.Tensor) -> torch.Tensor:
     """Sum over ranks, keeping gradients (identity outside a process group)."""
     if rank_and_size()[1] == 1:

@@ -4,6 +4,12 @@ The loop decides every batch (its videos and captions, from its seeded RNG) in t
 process; workers only read and pad them. So the batches, and the run, are the same for
 any number of workers, and memory is bounded by the workers' row-group caches and
 `prefetch` batches each, not by the size of the feature store.
+
+The loader draws its workers' base seed from a generator of its own: torch's DataLoader
+takes it from the global generator (which dropout uses) whenever an iterator is made, and
+that is every epoch without workers but only once with persistent ones, and again after a
+resume. Drawing from the global generator would make the dropout masks, and the result,
+depend on the number of workers and on whether the run was resumed.
 """
 
 from __future__ import annotations
@@ -72,7 +78,8 @@ def batch_loader(
     prefetch: int = 2,
 ) -> DataLoader:
     """A loader yielding the plan's batches in order; `workers` 0 reads in this process.
-    Workers persist across epochs (they are forked once, with the bank's file index)."""
+    Workers persist across epochs (they are forked once, with the bank's file index).
+    Iterating it never draws from torch's global random generator."""
     return DataLoader(
         BatchReader(bank, max_video_seconds),
         batch_size=None,
@@ -82,4 +89,5 @@ def batch_loader(
         persistent_workers=workers > 0,
         worker_init_fn=return_freed_batches_to_the_system,
         pin_memory=torch.cuda.is_available(),
+        generator=torch.Generator().manual_seed(0),  # reading draws nothing at random
     )

@@ -55,6 +55,7 @@ LOG_COLUMNS = (
     "rsum",
     "seconds",
 )
+CHECKPOINT_KEYS = ("model", "model_config", "video_dim", "text_dim")  # what loading needs
 
 
 @dataclass
@@ -118,7 +119,7 @@ def train(
     text_dim = t5_encoder.config.d_model if t5_encoder is not None else bank.text_dim
     model = SupportSetModel(model_config, bank.video_dim, text_dim, t5_encoder)  # same on all ranks
     if config.init_from:
-        initialise_from(model, config.init_from)
+        initialise_from(model, config.init_from, bank.video_dim, text_dim)
     elif model_config.input_norm == "standardize":
         model.video_norm.fit(
             bank.videos[v][: bank.steps(config.max_video_seconds)] for v in train_split.video_ids
@@ -142,7 +143,7 @@ def train(
     settings = {**asdict(model_config), **asdict(config), "processes": size}
     key = resume_key(settings, inputs)  # another process count draws other dropout masks
     saved = state_path(model_out)
-    progress = load_state(saved, key, config.epochs, objective, optimizer, order_rng, rank)
+    progress = load_state(saved, key, config.epochs, objective, optimizer, order_rng)
     if progress.epoch:
         log.info("resuming after epoch %d from %s", progress.epoch, saved)
     rows, best, step, best_state = progress.rows, progress.best, progress.step, progress.best_state
@@ -182,7 +183,7 @@ def train(
                 name: value.detach().cpu().clone() for name, value in model.state_dict().items()
             }
         progress = Progress(epoch, step, rows, best, best_state)
-        save_state(saved, key, progress, objective, optimizer, order_rng, rank)
+        save_state(saved, key, progress, objective, optimizer, order_rng)
     scalars.close()
     if rank == 0:
         save_checkpoint(model_out, best_state, model, bank, best)
@@ -230,22 +231,54 @@ def save_checkpoint(
         torch.save(checkpoint, temporary)
 
 
-def initialise_from(model: SupportSetModel, path: str | Path) -> None:
-    """Load the weights (and input statistics) of a checkpoint of the same architecture."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+def read_checkpoint(path: str | Path, what: str) -> dict:
+    """The contents of a model.pt written by `save_checkpoint`, read with weights_only; any
+    other file is a ValueError whose one sentence names `what` (the setting or argument
+    that pointed at it) and the path."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as error:
+        raise ValueError(f"{what} {path} cannot be read: {error.strerror}") from None
+    except Exception as error:  # truncated, not a torch file, or objects besides tensors
+        raise ValueError(
+            f"{what} {path} is not a model.pt written by `supportset train`: torch cannot "
+            f"read it as weights ({type(error).__name__}), so it is damaged or of another kind"
+        ) from None
+    held = set(checkpoint) if isinstance(checkpoint, dict) else set()
+    missing = [key for key in CHECKPOINT_KEYS if key not in held]
+    if missing:
+        raise ValueError(
+            f"{what} {path} is not a model.pt written by `supportset train`: it is a torch "
+            f"file of another kind (without {', '.join(missing)})"
+        )
+    return checkpoint
+
+
+def initialise_from(
+    model: SupportSetModel, path: str | Path, video_dim: int, text_dim: int
+) -> None:
+    """Load the weights (and input statistics) of a checkpoint of the same architecture,
+    trained on features of the same dimensions."""
+    checkpoint = read_checkpoint(path, "training.init_from")
     if checkpoint["model_config"] != asdict(model.config):
         raise ValueError(
             f"training.init_from {path}: its model settings {checkpoint['model_config']} "
             f"differ from this experiment's {asdict(model.config)}"
+        )
+    if (checkpoint["video_dim"], checkpoint["text_dim"]) != (video_dim, text_dim):
+        raise ValueError(
+            f"training.init_from {path} was trained on {checkpoint['video_dim']}-dim visual "
+            f"and {checkpoint['text_dim']}-dim text inputs, this experiment has {video_dim} "
+            f"and {text_dim}"
         )
     model.load_state_dict(checkpoint["model"])
 
 
 def load_model(path: str | Path, device: torch.device) -> SupportSetModel:
     """The model of a checkpoint written by `save_checkpoint`, in eval mode on `device`."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = read_checkpoint(path, "model file")
     t5_encoder = None
-    if checkpoint.get("t5_config"):
+    if checkpoint.get("t5_config"):  # absent in checkpoints of older versions
         config = transformers.T5Config.from_dict(json.loads(checkpoint["t5_config"]))
         t5_encoder = transformers.T5EncoderModel(config)
     model = SupportSetModel(

@@ -1,19 +1,21 @@
-"""Resumable training: after every epoch the whole training state is written atomically
-next to the model (training_state.pt, plus one small RNG file per rank), so that a killed
-run started again continues from the last finished epoch and reaches the same result as
-an uninterrupted one.
+"""Resumable training: after every epoch the whole training state is written, atomically,
+to one file next to the model (training_state.pt), so that a run killed at any point and
+started again continues from the last finished epoch and reaches the same result as an
+uninterrupted one. Being one file, a kill leaves the state of the previous epoch or of
+this one, never parts of both.
 
 The state holds the weights of the model and the decoder, the optimizer, every random
 generator (NumPy order and caption sampling, support-set subsets, and each rank's torch
-CPU and CUDA generators), the log so far and the best epoch. It is resumed only when the
-settings and the input files (paths, sizes and modification times) are those it was made
-with, and when it has not gone past the requested epochs; raising `epochs` extends a run.
+CPU and CUDA generators, gathered to rank 0), the log so far and the best epoch. It is
+resumed only when the settings and the input files (paths, sizes and modification times)
+are those it was made with, and when it has not gone past the requested epochs (raising
+`epochs` extends a run); otherwise a log line says why and training starts afresh.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from supportset.distributed import gather_objects, rank_and_size, wait_for_all_ranks
 from supportset.io import atomic_path
 
+log = logging.getLogger(__name__)
+
 STATE_FILE = "training_state.pt"
+FORMAT = 2  # layout of the state file; a state of another layout is not resumed
 
 
 @dataclass
@@ -56,18 +62,23 @@ def state_path(model_out: str | Path) -> Path:
 
 
 def save_state(
-    path: Path, key: str, progress: Progress, objective, optimizer, order_rng, rank: int
+    path: Path, key: str, progress: Progress, objective, optimizer, order_rng: np.random.Generator
 ) -> None:
-    """Every rank writes its torch generators; rank 0 also writes everything else."""
-    generators = {
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-    with atomic_path(_rank_file(path, rank)) as temporary:
-        torch.save(generators, temporary)
-    if rank != 0:
-        return
+    """Write the state after an epoch. Every rank must call it: its torch generators are
+    gathered, rank 0 writes the file, and no rank returns before the file is written (so
+    that no rank can start again before it and read the state of the epoch before)."""
+    generators = gather_objects(_torch_generators())
+    if rank_and_size()[0] == 0:
+        _write_state(path, key, progress, objective, optimizer, order_rng, generators)
+    wait_for_all_ranks()
+
+
+def _write_state(
+    path: Path, key: str, progress: Progress, objective, optimizer, order_rng, generators: list
+) -> None:
+    """The whole state, one file, written atomically (see `save_state`)."""
     state = {
+        "format": FORMAT,
         "key": key,
         "epoch": progress.epoch,
         "step": progress.step,
@@ -78,34 +89,74 @@ def save_state(
         "optimizer": optimizer.state_dict(),
         "numpy_rng": json.dumps(order_rng.bit_generator.state),
         "support_rng": objective.generator.get_state(),
+        "generators": generators,  # one {"torch", "cuda"} per rank
     }
     with atomic_path(path) as temporary:
         torch.save(state, temporary)
 
 
 def load_state(
-    path: Path, key: str, epochs: int, objective, optimizer, order_rng: np.random.Generator,
-    rank: int,
-) -> Progress:  # fmt: skip
-    """Restore a matching saved state into the given objects; a fresh Progress otherwise."""
-    if not path.is_file() or not _rank_file(path, rank).is_file():
+    path: Path, key: str, epochs: int, objective, optimizer, order_rng: np.random.Generator
+) -> Progress:
+    """Restore a saved state that matches this run into the given objects and return its
+    progress; a fresh Progress when there is none or it does not match (logged)."""
+    if not path.is_file():
         return Progress()
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state["key"] != key or state["epoch"] > epochs:
+    state = _matching_state(path, key, epochs)
+    if state is None:
         return Progress()
-    generators = torch.load(_rank_file(path, rank), map_location="cpu", weights_only=True)
     objective.load_state_dict(state["objective"])
     optimizer.load_state_dict(state["optimizer"])
     order_rng.bit_generator.state = json.loads(state["numpy_rng"])
     objective.generator.set_state(state["support_rng"])
-    torch.set_rng_state(generators["torch_rng"])
-    if generators["cuda_rng"]:
-        torch.cuda.set_rng_state_all(generators["cuda_rng"])
+    generators = state["generators"][rank_and_size()[0]]
+    torch.set_rng_state(generators["torch"])
+    if generators["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(generators["cuda"])
     return Progress(
         state["epoch"], state["step"], json.loads(state["rows"]), json.loads(state["best"]),
         state["best_state"],
     )  # fmt: skip
 
 
-def _rank_file(path: Path, rank: int) -> Path:
-    return path.with_name(f"{path.stem}.rank{rank}{os.extsep}pt")
+def _torch_generators() -> dict:
+    """This rank's torch CPU generator state and its CUDA device's (None without CUDA)."""
+    cuda = torch.cuda.get_rng_state() if torch.cuda.is_available() else None
+    return {"torch": torch.get_rng_state(), "cuda": cuda}
+
+
+def _matching_state(path: Path, key: str, epochs: int) -> dict | None:
+    """The state saved at `path` when this run can continue it; else None, logging why."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # e.g. a file damaged on disk: never resumed, never fatal
+        state, reason = None, f"it cannot be read ({type(error).__name__})"
+    else:
+        reason = _mismatch(state, key, epochs)
+    if reason:
+        log.warning("training starts afresh: the saved state %s is not used, as %s", path, reason)
+        return None
+    return state
+
+
+def _mismatch(state: object, key: str, epochs: int) -> str:
+    """Why `state` cannot be continued by the run of `key` and `epochs` ('' if it can)."""
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        return "it was written by another version of supportset"
+    if state["key"] != key:
+        return _changes(json.loads(state["key"]), json.loads(key)) or "its key differs"
+    if state["epoch"] > epochs:
+        return f"it has trained {state['epoch']} epochs, more than the {epochs} asked for"
+    return ""
+
+
+def _changes(saved: dict, current: dict) -> str:
+    """The settings and input files that differ between two resume keys, in words."""
+    names = saved["settings"].keys() | current["settings"].keys()
+    settings = sorted(n for n in names if saved["settings"].get(n) != current["settings"].get(n))
+    inputs = {tuple(i) for i in saved["inputs"]} ^ {tuple(i) for i in current["inputs"]}
+    paths = sorted({path for path, _, _ in inputs})
+    changes = [f"settings changed ({', '.join(settings)})"] if settings else []
+    if paths:
+        changes.append(f"{len(paths)} input file(s) changed (e.g. {paths[0]})")
+    return " and ".join(changes)
