@@ -1,6 +1,7 @@
 import multiprocessing
 import pickle
 
+import h5py
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -171,3 +172,32 @@ def test_forked_and_pickled_copies_open_their_own_files(tmp_path, suffix):
     copy = pickle.loads(pickle.dumps(store))
     assert not copy._open and not copy._cache
     np.testing.assert_array_equal(copy["s-5"], written["s-5"])
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".h5"])
+def test_ids_of_any_length_and_script_round_trip(tmp_path, suffix):
+    ids = ["a", "vidéo-ß-東京", "x" * 300, "v 7"]
+    path = tmp_path / f"s{suffix}"
+    write_visual_shard(path, ids, [np.zeros(1)] * 4, [np.ones((1, 4), np.float32)] * 4, 4,
+                       "float16", {})  # fmt: skip
+    assert list(read_sequences([path], "video_id", "features")) == ids
+
+
+def test_hdf5_datasets_are_checksummed_chunks_of_16_steps(tmp_path):
+    path = tmp_path / "s.h5"
+    write_visual_shard(path, ["a"], [np.zeros(3)], [np.ones((3, 6), np.float32)], 6, "float16", {})
+    with h5py.File(path, "r") as handle:
+        assert all(handle[name].fletcher32 for name in handle)
+        assert handle["features"].chunks == (16, 6)
+        assert handle["video_id"].dtype.kind == "S"  # fixed length: not in the global heap
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".h5"])
+def test_a_failure_while_finishing_publishes_no_shard(tmp_path, suffix):
+    path = tmp_path / f"s{suffix}"
+    with (
+        pytest.raises(UnicodeEncodeError),
+        ShardWriter(path, visual_schema(4, "float16"), {}) as writer,
+    ):
+        writer.write(("\ud800",), (np.zeros(1), np.ones((1, 4), np.float32)))  # not UTF-8
+    assert not list(tmp_path.iterdir())

@@ -7,9 +7,13 @@ truncation). Rejects (Parquet): id, reason.
 
 Parquet: one row per video or caption; a sequence is a list column, vectors are
 fixed-size lists; metadata is JSON in the schema under b"supportset".
-HDF5 (`.h5`): one dataset per id column, `offsets` (N + 1,) and one flat dataset per
-sequence column; the rows of item i are offsets[i]:offsets[i + 1]; metadata is JSON in the
-file attribute "supportset".
+HDF5 (`.h5`): one dataset per id column (fixed-length UTF-8), `offsets` (N + 1,) and one
+flat dataset per sequence column; the rows of item i are offsets[i]:offsets[i + 1];
+metadata is JSON in the file attribute "supportset".
+
+Both formats carry checksums, verified on every read (see supportset.io): a shard changed
+after it was written, truncated or not a shard at all is an error naming it, and so is a
+shard written without checksums by an older version.
 """
 
 from __future__ import annotations
@@ -24,9 +28,15 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from supportset.io import atomic_path
+from supportset.io import (
+    CheckedHDF5,
+    CheckedParquet,
+    ParquetWriter,
+    atomic_path,
+    create_hdf5,
+    write_parquet,
+)
 
 METADATA_KEY = "supportset"
 
@@ -84,8 +94,9 @@ def check_storable(row_id: str, values: np.ndarray, dtype: str) -> None:
 class ShardWriter:
     """Write a shard row by row, atomically; Parquet, or HDF5 for a `.h5` path.
 
-    Rows keep the order of `write` calls; memory holds at most `rows_per_group` rows. Use as
-    a context manager: the file appears under its name only if the block succeeds.
+    Rows keep the order of `write` calls; memory holds at most `rows_per_group` rows (and,
+    for HDF5, the ids of all rows). Use as a context manager: the file appears under its
+    name only if the block succeeds.
     """
 
     def __init__(
@@ -126,12 +137,16 @@ class ShardWriter:
         return self
 
     def __exit__(self, error_type, error, traceback) -> None:
-        try:
-            if error_type is None:
+        if error_type is None:
+            try:
                 self._flush()
-        finally:
-            self._sink.close()
-            self._atomic.__exit__(error_type, error, traceback)
+                self._sink.finish()
+            except BaseException as failure:  # publish nothing, as for an error in the block
+                self._sink.close()
+                self._atomic.__exit__(type(failure), failure, failure.__traceback__)
+                raise
+        self._sink.close()
+        self._atomic.__exit__(error_type, error, traceback)
 
     def _flush(self) -> None:
         self._sink.append(self.rows)
@@ -141,7 +156,7 @@ class ShardWriter:
 class _ParquetSink:
     def __init__(self, writer: ShardWriter) -> None:
         self.writer = writer
-        self.file: pq.ParquetWriter | None = None
+        self.file: ParquetWriter | None = None
 
     def append(self, rows: list) -> None:
         if self.file is not None and not rows:
@@ -149,42 +164,52 @@ class _ParquetSink:
         table = _arrow_table(self.writer.schema, rows)
         table = table.replace_schema_metadata({METADATA_KEY: self.writer.metadata})
         if self.file is None:
-            self.file = pq.ParquetWriter(  # no dictionary for vectors: it only slows reads
+            self.file = ParquetWriter(  # no dictionary for vectors: it only slows reads
                 self.writer.temporary, table.schema, use_dictionary=list(self.writer.schema.ids)
             )
-        self.file.write_table(table)
+        self.file.write(table)
 
-    def close(self) -> None:
+    def finish(self) -> None:
+        """Complete the file: its schema (even without rows) and checksums."""
         if self.file is None:  # no row yet: write the empty table with its schema
             self.append([])
         self.file.close()
 
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.abort()
+
 
 class _HDF5Sink:
-    def __init__(self, writer: ShardWriter) -> None:
-        import h5py
+    """Every dataset chunked with a Fletcher-32 checksum per chunk; the id columns are
+    written by `finish`, as fixed-length strings as long as the longest id."""
 
+    def __init__(self, writer: ShardWriter) -> None:
         self.schema = writer.schema
-        self.file = h5py.File(writer.temporary, "w")
-        self.file.attrs[METADATA_KEY] = writer.metadata
-        for name in writer.schema.ids:
-            self.file.create_dataset(name, (0,), h5py.string_dtype(), maxshape=(None,))
+        self.ids: list[list[str]] = [[] for _ in writer.schema.ids]
+        self.file = create_hdf5(writer.temporary)
+        self.file.attrs[METADATA_KEY] = np.bytes_(writer.metadata)  # fixed-length: checksummed
         for name in writer.schema.scalars:
-            self.file.create_dataset(name, (0,), np.int64, maxshape=(None,))
-        self.file.create_dataset("offsets", data=np.zeros(1, np.int64), maxshape=(None,))
+            self._create(name, np.zeros(0, np.int64), (4096,))
+        self._create("offsets", np.zeros(1, np.int64), (4096,))
         for column in writer.schema.sequences:
             shape = (0,) if column.dim is None else (0, column.dim)
-            chunks = (4096,) if column.dim is None else (64, column.dim)
-            maxshape = (None, *shape[1:])
-            self.file.create_dataset(
-                column.name, shape, column.dtype, maxshape=maxshape, chunks=chunks
-            )
+            # a read verifies whole chunks: 16 steps read fastest (benchmarks/checksums.py)
+            chunks = (4096,) if column.dim is None else (16, column.dim)
+            self._create(column.name, np.zeros(shape, column.dtype), chunks)
+
+    def _create(self, name: str, values: np.ndarray, chunks: tuple[int, ...]) -> None:
+        """A dataset holding `values`, growable along its first axis."""
+        maxshape = (None, *values.shape[1:])
+        self.file.create_dataset(
+            name, data=values, maxshape=maxshape, chunks=chunks, fletcher32=True
+        )
 
     def append(self, rows: list) -> None:
         if not rows:
             return
-        for position, name in enumerate(self.schema.ids):
-            _extend(self.file[name], np.array([ids[position] for ids, _, _ in rows], object))
+        for position, values in enumerate(self.ids):
+            values.extend(ids[position] for ids, _, _ in rows)
         for position, name in enumerate(self.schema.scalars):
             _extend(self.file[name], np.array([scalars[position] for _, _, scalars in rows]))
         lengths = np.array([len(sequences[0]) for _, sequences, _ in rows], dtype=np.int64)
@@ -192,6 +217,12 @@ class _HDF5Sink:
         for position, column in enumerate(self.schema.sequences):
             values = np.concatenate([sequences[position] for _, sequences, _ in rows])
             _extend(self.file[column.name], values.astype(column.dtype))
+
+    def finish(self) -> None:
+        """Write the id columns."""
+        for name, values in zip(self.schema.ids, self.ids, strict=True):
+            encoded = np.array([value.encode() for value in values], dtype=bytes)
+            self._create(name, encoded.astype(f"S{max(encoded.itemsize, 1)}"), (4096,))
 
     def close(self) -> None:
         self.file.close()
@@ -268,8 +299,7 @@ def write_rejects(path: str | Path, id_column: str, rejects: Iterable[tuple[str,
     """Write a rejects table (id, reason) atomically; it may be empty."""
     schema = pa.schema([(id_column, pa.string()), ("reason", pa.string())])
     rows = [{id_column: row_id, "reason": reason} for row_id, reason in rejects]
-    with atomic_path(path) as temporary:
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), temporary)
+    write_parquet(pa.Table.from_pylist(rows, schema=schema), path)
 
 
 class ShardSequences(Mapping[str, np.ndarray]):
@@ -306,24 +336,25 @@ class ShardSequences(Mapping[str, np.ndarray]):
                         f"{id_column} {row_id!r} is in both "
                         f"{self.paths[self._locations[row_id][0]]} and {path}"
                     )
-        self._open: dict[int, object] = {}
+        self._open: dict[int, CheckedHDF5 | CheckedParquet] = {}
         self._pid = os.getpid()
         self._cache: OrderedDict[tuple[int, int], list[np.ndarray]] = OrderedDict()
         self._cached_bytes = 0
 
     def _index(self, path: Path, id_column: str) -> list[str]:
-        if path.suffix == ".h5":
-            import h5py
-
-            with h5py.File(path, "r") as handle:
-                self._offsets.append(handle["offsets"][:])
+        file = open_shard(path)
+        try:
+            if isinstance(file, CheckedHDF5):
+                self._offsets.append(file.read("offsets"))
                 self._group_starts.append(np.zeros(0, np.int64))
-                return [value.decode() for value in handle[id_column][:]]
-        file = pq.ParquetFile(path)
-        sizes = [file.metadata.row_group(g).num_rows for g in range(file.num_row_groups)]
-        self._group_starts.append(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64))
-        self._offsets.append(np.zeros(0, np.int64))
-        return file.read(columns=[id_column]).column(id_column).to_pylist()
+                return [value.decode() for value in file.read(id_column)]
+            metadata = file.metadata
+            sizes = [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)]
+            self._group_starts.append(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64))
+            self._offsets.append(np.zeros(0, np.int64))
+            return file.read([id_column]).column(id_column).to_pylist()
+        finally:
+            file.close()
 
     def __len__(self) -> int:
         return len(self._locations)
@@ -338,7 +369,7 @@ class ShardSequences(Mapping[str, np.ndarray]):
         shard, row = self._locations[row_id]
         if self.paths[shard].suffix == ".h5":
             start, stop = self._offsets[shard][row : row + 2]
-            return self._file(shard)[self.value_column][start:stop].astype(self.dtype)
+            return self._file(shard).read(self.value_column, start, stop).astype(self.dtype)
         starts = self._group_starts[shard]
         group = int(np.searchsorted(starts, row, side="right")) - 1
         return self._row_group(shard, group)[row - starts[group]].astype(self.dtype)
@@ -346,16 +377,11 @@ class ShardSequences(Mapping[str, np.ndarray]):
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_open": {}, "_cache": OrderedDict(), "_cached_bytes": 0}
 
-    def _file(self, shard: int):
+    def _file(self, shard: int) -> CheckedHDF5 | CheckedParquet:
         if self._pid != os.getpid():  # a forked copy: never share the parent's handles
             self._open, self._pid = {}, os.getpid()
         if shard not in self._open:
-            if self.paths[shard].suffix == ".h5":
-                import h5py
-
-                self._open[shard] = h5py.File(self.paths[shard], "r")
-            else:
-                self._open[shard] = pq.ParquetFile(self.paths[shard])
+            self._open[shard] = open_shard(self.paths[shard])
         return self._open[shard]
 
     def _row_group(self, shard: int, group: int) -> list[np.ndarray]:
@@ -363,7 +389,7 @@ class ShardSequences(Mapping[str, np.ndarray]):
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        column = self._file(shard).read_row_group(group, columns=[self.value_column])
+        column = self._file(shard).read([self.value_column], row_group=group)
         rows = sequences_from_column(column.column(self.value_column), dtype=None)
         self._cache[key] = rows
         self._cached_bytes += sum(row.nbytes for row in rows)
@@ -380,12 +406,20 @@ def read_sequences(
     return dict(ShardSequences(paths, id_column, value_column, dtype))
 
 
+def open_shard(path: str | Path) -> CheckedHDF5 | CheckedParquet:
+    """A shard opened for verified reads: HDF5 for a `.h5` path, else Parquet; a shard
+    without checksums is refused."""
+    return CheckedHDF5(path) if Path(path).suffix == ".h5" else CheckedParquet(path)
+
+
 def read_metadata(path: str | Path) -> dict:
     """The supportset metadata stored in a shard (Parquet schema or HDF5 attribute)."""
-    if Path(path).suffix == ".h5":
-        import h5py
-
-        with h5py.File(path, "r") as handle:
-            return json.loads(handle.attrs.get(METADATA_KEY, "{}"))
-    raw = pq.read_schema(path).metadata or {}
-    return json.loads(raw.get(METADATA_KEY.encode(), b"{}"))
+    file = open_shard(path)
+    try:
+        if isinstance(file, CheckedHDF5):
+            raw = file.attribute(METADATA_KEY)
+        else:
+            raw = (file.schema.metadata or {}).get(METADATA_KEY.encode())
+    finally:
+        file.close()
+    return json.loads(raw or "{}")

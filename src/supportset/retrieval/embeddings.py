@@ -9,7 +9,9 @@ Every reader and writer validates what it handles and raises ``ValueError`` nami
 offending ids: duplicate ids, NaN/inf or all-zero vectors, ragged or empty embeddings.
 ``check_pair`` adds the checks that need both files (same D, every caption's video present,
 every video captioned). Writes are atomic: a temporary file in the destination folder is
-moved onto the destination with ``os.replace``.
+moved onto the destination with ``os.replace``. Files carry checksums (``supportset.io``),
+verified on read; files without them (from other programs) are read too, and any file
+that cannot be read is an error naming it.
 """
 
 from __future__ import annotations
@@ -21,9 +23,8 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from supportset.io import atomic_path
+from supportset.io import CheckedParquet, write_parquet
 
 EMBEDDING_COLUMN = "embedding"
 VIDEO_COLUMNS = ("video_id", EMBEDDING_COLUMN)
@@ -99,11 +100,6 @@ def _embedding_array(matrix: np.ndarray) -> pa.ListArray:
     return pa.ListArray.from_arrays(offsets, pa.array(matrix.reshape(-1), type=pa.float32()))
 
 
-def _write_parquet(path: str | os.PathLike[str], columns: dict[str, pa.Array]) -> None:
-    with atomic_path(path) as temporary:
-        pq.write_table(pa.table(columns), temporary)
-
-
 def write_video_embeddings(
     path: str | os.PathLike[str], video_ids: Sequence[str], emb: np.ndarray
 ) -> None:
@@ -114,10 +110,11 @@ def write_video_embeddings(
     where = f"video embeddings for {path}"
     ids = _check_ids(video_ids, "video_id", where)
     matrix = _check_matrix(ids, emb, where)
-    _write_parquet(
-        path,
-        {"video_id": pa.array(ids, type=pa.string()), EMBEDDING_COLUMN: _embedding_array(matrix)},
-    )
+    columns = {
+        "video_id": pa.array(ids, type=pa.string()),
+        EMBEDDING_COLUMN: _embedding_array(matrix),
+    }
+    write_parquet(pa.table(columns), path)
 
 
 def write_caption_embeddings(
@@ -135,23 +132,25 @@ def write_caption_embeddings(
     ids = _check_ids(caption_ids, "caption_id", where)
     videos = _check_caption_video_ids(ids, video_ids, where)
     matrix = _check_matrix(ids, emb, where)
-    _write_parquet(
-        path,
-        {
-            "caption_id": pa.array(ids, type=pa.string()),
-            "video_id": pa.array(videos, type=pa.string()),
-            EMBEDDING_COLUMN: _embedding_array(matrix),
-        },
-    )
+    columns = {
+        "caption_id": pa.array(ids, type=pa.string()),
+        "video_id": pa.array(videos, type=pa.string()),
+        EMBEDDING_COLUMN: _embedding_array(matrix),
+    }
+    write_parquet(pa.table(columns), path)
 
 
 def _read_columns(path: str | os.PathLike[str], columns: Sequence[str]) -> pa.Table:
     """Read ``columns`` of a Parquet file, naming any that are missing."""
-    available = pq.read_schema(path).names
-    missing = [name for name in columns if name not in available]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}, found {available}")
-    return pq.read_table(path, columns=list(columns))
+    file = CheckedParquet(path, checksum_required=False)
+    try:
+        available = file.schema.names
+        missing = [name for name in columns if name not in available]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}, found {available}")
+        return file.read(columns)
+    finally:
+        file.close()
 
 
 def _read_matrix(table: pa.Table, ids: Sequence[str], where: str) -> np.ndarray:
