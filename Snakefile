@@ -22,6 +22,10 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/table.smk"
 
 
+onstart:
+    check_planned_weights(workflow.dag.needrun_jobs())
+
+
 rule all:
     input:
         "results/demo_table3.csv",

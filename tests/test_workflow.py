@@ -152,13 +152,62 @@ def test_missing_production_weights_stop_before_any_job(tmp_path: Path):
     (data / "videos.csv").write_text("video_id,file,split\nv1,v1.mp4,test\n")
     (data / "captions.csv").write_text("caption_id,video_id,text\nc1,v1,a dog runs\n")
     config = small_config()
-    config["datasets"]["msrvtt"]["root"] = str(data)
+    config["datasets"]["mine"] = {"adapter": "manifest", "root": str(data)}  # paper features
+    config["tables"]["mine"] = {"dataset": "mine", "rows": {"ours": "supportset"}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    result = snakemake(tmp_path, "results/msrvtt_table3.csv", TORCH_HOME=str(tmp_path / "torch"))
+    result = snakemake(tmp_path, "results/mine.csv", TORCH_HOME=str(tmp_path / "torch"))
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "features.appearance.weights" in output and "torch hub cache" in output
     assert not (tmp_path / "results").exists()
+
+
+def output_times(workdir: Path) -> dict[str, int]:
+    """Modification time of every file under results/ (logs and benchmarks included)."""
+    return {
+        str(path): path.stat().st_mtime_ns
+        for path in (workdir / "results").rglob("*")
+        if path.is_file()
+    }
+
+
+def test_changed_weights_rerun_their_dependants_and_are_checked_first(demo_run: Path):
+    """Weights that are not on disk: the run plans extraction again and stops before it."""
+    config = small_config()
+    config["datasets"]["demo"]["overrides"]["features"]["motion"]["weights"] = "absent.pth"
+    assert planned_jobs(demo_run, config) == {
+        "all": 1, "extract_visual": 2, "train": 4, "export": 4, "evaluate": 4, "table": 1,
+    }  # fmt: skip
+    before = output_times(demo_run)
+    result = snakemake(demo_run, "--configfile", str(demo_run / "changed.yaml"))
+    assert result.returncode != 0
+    assert "features.motion.weights: no weights file at absent.pth" in result.stderr
+    assert output_times(demo_run) == before  # no job ran
+
+
+def test_changed_text_model_is_checked_before_embedding(demo_run: Path, tmp_path: Path):
+    config = small_config()
+    config["datasets"]["demo"]["overrides"]["text"]["model"] = "t5-small"
+    changed = {"all": 1, "embed_text": 1, "train": 4, "export": 4, "evaluate": 4, "table": 1}
+    assert planned_jobs(demo_run, config) == changed
+    before = output_times(demo_run)
+    result = snakemake(
+        demo_run, "--configfile", str(demo_run / "changed.yaml"), HF_HOME=str(tmp_path)
+    )
+    assert result.returncode != 0
+    assert "text.model 't5-small' is not available offline" in result.stderr
+    assert output_times(demo_run) == before
+
+
+def test_table_without_a_paper_reference(demo_run: Path):
+    config = small_config()
+    config["tables"]["mine"] = {"dataset": "demo", "rows": {"ours": "triplet"}}
+    (demo_run / "mine.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = snakemake(demo_run, "results/mine.csv", "--configfile", str(demo_run / "mine.yaml"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with open(demo_run / "results/mine.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["row"], row["source"]) for row in rows] == [("ours", "this run")]
 
 
 def test_training_with_two_devices_runs_two_processes(demo_run: Path, tmp_path: Path):

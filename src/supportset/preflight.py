@@ -1,5 +1,10 @@
-"""Checks the workflow runs while it builds the DAG, before any job: named weights that
-are not available offline stop the run there, with a message that says how to provide them.
+"""Checks the workflow runs once it knows which jobs it will run, before the first starts:
+named weights that a planned job needs and that are not available offline stop the run
+there, with a message that says how to provide them.
+
+Jobs whose outputs are up to date need no weights, so a finished run can be rescored or
+re-tabled without them; a changed feature, text or model setting plans the jobs it affects
+again, and their weights are checked then.
 """
 
 from __future__ import annotations
@@ -8,10 +13,36 @@ from supportset.features.text import TextSettings, check_model_available
 from supportset.features.visual import VisualSettings, check_weights
 from supportset.settings import from_mapping
 
+WEIGHTED_RULES = ("extract_visual", "embed_text", "train")
+
 
 def check_offline_weights(features: dict, text: dict) -> None:
     """Raise WeightsError or TextModelError for a dataset's missing weights."""
+    check_visual_weights(features)
+    check_text_model(text)
+
+
+def check_visual_weights(features: dict) -> None:
+    """Raise WeightsError unless both backbones of the `features` settings load offline."""
     check_weights(from_mapping(VisualSettings, features))
+
+
+def check_text_model(text: dict) -> None:
+    """Raise TextModelError unless `text.model` loads offline ("tiny" is built by the DAG)."""
     text_settings = from_mapping(TextSettings, text)
     if text_settings.model != "tiny":
         check_model_available(text_settings.model)
+
+
+def check_job_weights(
+    rule: str, features: dict, text: dict, model: dict | None = None, training: dict | None = None
+) -> None:
+    """Raise for the weights a job of `rule` loads: extraction the backbones, text embedding
+    the T5, training the T5 when it captions (the decoder) or fine-tunes the encoder."""
+    if rule == "extract_visual":
+        check_visual_weights(features)
+    elif rule == "embed_text":
+        check_text_model(text)
+    elif rule == "train" and model is not None and training is not None:
+        if training["captioning"] != "none" or model["text_encoder"] == "finetune":
+            check_text_model(text)

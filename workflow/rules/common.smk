@@ -3,11 +3,9 @@ import json
 import shlex
 from pathlib import Path
 
-from functools import cache
-
 from supportset.config import check_cross_references, load_schema, section_settings
 from supportset.data.adapters import ADAPTERS
-from supportset.preflight import check_offline_weights
+from supportset.preflight import WEIGHTED_RULES, check_job_weights
 
 # One shard format per run (file names depend on it); datasets cannot override it.
 SUFFIXES = {"parquet": "parquet", "hdf5": "h5"}
@@ -34,13 +32,29 @@ def settings(section, dataset, experiment=None):
     return section_settings(config, section, dataset, experiment)
 
 
-@cache
-def check_weights(dataset):
-    """Stop while the DAG is built when the dataset's weights are not available offline."""
-    try:
-        check_offline_weights(settings("features", dataset), settings("text", dataset))
-    except RuntimeError as error:
-        raise WorkflowError(f"dataset '{dataset}': {error}") from error
+def check_planned_weights(jobs):
+    """Stop before the first job when a planned job needs weights that are not available
+    offline. Runs from `onstart`, once the jobs to run are known: an error raised while the
+    DAG is built would be swallowed by Snakemake for jobs whose outputs exist, which would
+    silently keep results made with the old settings."""
+    checked = set()
+    for job in jobs:
+        if job.rule.name not in WEIGHTED_RULES:
+            continue
+        dataset, experiment = job.wildcards.get("dataset"), job.wildcards.get("experiment")
+        if (job.rule.name, dataset, experiment) in checked:
+            continue
+        checked.add((job.rule.name, dataset, experiment))
+        try:
+            check_job_weights(
+                job.rule.name,
+                settings("features", dataset),
+                settings("text", dataset),
+                settings("model", dataset, experiment) if experiment else None,
+                settings("training", dataset, experiment) if experiment else None,
+            )
+        except RuntimeError as error:
+            raise WorkflowError(f"dataset '{dataset}': {error}") from error
 
 
 def settings_json(section, with_experiment=False):
@@ -73,7 +87,6 @@ def dataset_split(dataset):
 def prepare_inputs(wildcards):
     """Annotation files the dataset's adapter reads."""
     root = dataset_root(wildcards.dataset)
-    check_weights(wildcards.dataset)
     adapter = ADAPTERS[config["datasets"][wildcards.dataset]["adapter"]]
     split = dataset_split(wildcards.dataset)
     return [f"{root}/{name}" for name in adapter.files(Path(root), split)]
@@ -151,6 +164,12 @@ def table_row_options(wildcards, input):
         f"--row {shlex.quote(label)} {shlex.quote(path)}"
         for label, path in zip(labels, input, strict=True)
     )
+
+
+def reference_option(wildcards):
+    """`--reference NAME` for a table with a paper reference; nothing for one without."""
+    reference = config["tables"][wildcards.name]["reference"]
+    return f"--reference {shlex.quote(reference)}" if reference else ""
 
 
 def training_launcher(wildcards, resources):

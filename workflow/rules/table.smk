@@ -10,7 +10,7 @@ rule table:
         markdown="results/{name}.md",
     params:
         rows=table_row_options,
-        reference=lambda wildcards: config["tables"][wildcards.name]["reference"],
+        reference=reference_option,
         recall_at=lambda wildcards: config["tables"][wildcards.name]["recall_at"],
     log:
         "results/logs/table/{name}.log",
@@ -19,5 +19,5 @@ rule table:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "supportset table {params.rows} --reference {params.reference:q}"
+        "supportset table {params.rows} {params.reference}"
         " --recall-at {params.recall_at} --out {output.table} > {log} 2>&1"
