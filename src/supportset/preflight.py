@@ -41,8 +41,12 @@ def check_job_weights(
     the T5, training the T5 when it captions (the decoder) or fine-tunes the encoder."""
     if rule == "extract_visual":
         check_visual_weights(features)
-    elif rule == "embed_text":
+    elif rule == "embed_text" or (rule == "train" and _loads_t5(model, training)):
         check_text_model(text)
-    elif rule == "train" and model is not None and training is not None:
-        if training["captioning"] != "none" or model["text_encoder"] == "finetune":
-            check_text_model(text)
+
+
+def _loads_t5(model: dict | None, training: dict | None) -> bool:
+    """Whether training loads the T5: as caption decoder, or as the encoder it fine-tunes."""
+    if model is None or training is None:
+        return False
+    return training["captioning"] != "none" or model["text_encoder"] == "finetune"
