@@ -99,3 +99,33 @@ def test_overrides_apply_dataset_then_experiment():
     assert model["heads"] == 4
     assert section_settings(config, "model", "msrvtt", "triplet")["dim"] == 1024
     assert config == before
+
+
+@pytest.mark.parametrize(
+    ("dataset", "split", "protocol"),
+    [
+        ("demo", "", "multi-caption"),
+        ("msrvtt", "", "one-caption"),  # 1k-A: JSFusion's sentence per test video
+        ("msrvtt", "7k", "one-caption"),
+        ("msrvtt", "1k-B", "one-caption"),  # Miech et al.: the first caption
+        ("msrvtt", "full", "multi-caption"),  # all 20 captions per test video, as CE
+        ("msvd", "", "multi-caption"),
+        ("vatex", "", "multi-caption"),
+        ("activitynet", "", "paragraph"),
+    ],
+)
+def test_auto_protocol_is_the_published_one_of_the_split(dataset, split, protocol):
+    config = repo_config()
+    config["datasets"][dataset]["split"] = split
+    config = validate_config(config, SCHEMA)
+    assert config["evaluation"]["protocol"] == "auto"
+    assert section_settings(config, "evaluation", dataset)["protocol"] == protocol
+
+
+def test_an_explicit_protocol_wins_and_actions_have_none():
+    config = repo_config()
+    config["datasets"]["msrvtt"]["overrides"]["evaluation"] = {"protocol": "multi-caption"}
+    config = validate_config(config, SCHEMA)
+    assert section_settings(config, "evaluation", "msrvtt")["protocol"] == "multi-caption"
+    with pytest.raises(ConfigError, match=r"datasets\.hmdb51\.overrides\.evaluation\.protocol"):
+        section_settings(config, "evaluation", "hmdb51")

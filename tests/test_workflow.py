@@ -223,3 +223,57 @@ def test_training_with_two_devices_runs_two_processes(demo_run: Path, tmp_path: 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     log = (tmp_path / "results/logs/train/demo/triplet.log").read_text()
     assert log.count("with 2 process(es)") == 2  # one line per rank
+
+
+def test_activitynet_as_clip4clip_names_its_videos(tmp_path: Path):
+    """The real val_1.json, videos named `<YouTube id>.mp4`: prepare finds them all; named
+    otherwise, the default `skip` stops prepare instead of writing an empty manifest."""
+    from tests.test_adapters_real_files import REAL, activitynet_folder
+    from tests.video_files import write_video
+
+    if not REAL.is_dir():
+        pytest.skip(f"the published dataset files are absent ({REAL})")
+    clip = write_video(tmp_path / "clip.mp4", [0.0, 0.5, 1.0])
+    config = small_config()
+    for name, file_name in (("anet", lambda v: v[2:]), ("renamed", lambda v: f"{v}_360p")):
+        root = activitynet_folder(tmp_path / name, clip, file_name)
+        config["datasets"][name] = {**config["datasets"]["activitynet"], "root": str(root)}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = snakemake(tmp_path, "results/anet/manifest/videos.parquet")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert len(pq.read_table(tmp_path / "results/anet/manifest/videos.parquet")) == 14926
+    result = snakemake(tmp_path, "results/renamed/manifest/videos.parquet")
+    assert result.returncode != 0
+    log = (tmp_path / "results/logs/prepare/renamed.log").read_text()
+    assert "4917 of the 4917 test videos are missing on disk" in log
+    assert not (tmp_path / "results/renamed/manifest/videos.parquet").exists()
+
+
+@pytest.mark.parametrize(
+    ("split", "message"),
+    [("testing", "line 4: split 'testing' is not one of train, val, test"), ("train", "no val")],
+)
+def test_unusable_splits_stop_at_prepare(tmp_path: Path, split: str, message: str):
+    """A split name nothing reads, or no val split, stops the first job, not training."""
+    data = tmp_path / "data"
+    (data / "videos").mkdir(parents=True)
+    rows, captions = ["video_id,file,split"], ["caption_id,video_id,text"]
+    for index, video_split in enumerate(["train", "train", split, "test"]):
+        (data / f"videos/v{index}.mp4").touch()
+        rows.append(f"v{index},videos/v{index}.mp4,{video_split}")
+        captions.append(f"c{index},v{index},a clip")
+    (data / "videos.csv").write_text("\n".join(rows) + "\n")
+    (data / "captions.csv").write_text("\n".join(captions) + "\n")
+    config = small_config()
+    demo = config["datasets"]["demo"]
+    config["datasets"]["mine"] = {
+        "adapter": "manifest",
+        "root": str(data),
+        "overrides": demo["overrides"],
+    }
+    config["tables"]["mine"] = {"dataset": "mine", "rows": {"ours": "supportset"}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = snakemake(tmp_path, "results/mine.csv")
+    assert result.returncode != 0
+    assert message in (tmp_path / "results/logs/prepare/mine.log").read_text()
+    assert not (tmp_path / "results/mine/features").exists()

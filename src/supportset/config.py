@@ -88,6 +88,7 @@ def section_settings(
 ) -> dict:
     """The effective settings of one section: defaults, then dataset, then experiment overrides.
 
+    An evaluation protocol `auto` becomes the one the dataset's split was published with.
     Returns a new dict; the config is not modified.
     """
     settings = copy.deepcopy(config[section])
@@ -96,7 +97,21 @@ def section_settings(
     if experiment is not None:
         experiment_overrides = config["experiments"][experiment].get("overrides", {})
         _deep_update(settings, experiment_overrides.get(section, {}))
+    if section == "evaluation" and settings.get("protocol") == "auto":
+        settings["protocol"] = published_protocol(config["datasets"][dataset], dataset)
     return settings
+
+
+def published_protocol(dataset: dict, name: str) -> str:
+    """The evaluation protocol of the dataset's adapter and split choice."""
+    protocol = ADAPTERS[dataset["adapter"]].protocol(dataset.get("split", ""))
+    if protocol is None:
+        raise ConfigError(
+            f"config key 'datasets.{name}.overrides.evaluation.protocol': adapter "
+            f"{dataset['adapter']} has no published retrieval protocol (it is scored by "
+            "classification accuracy); set one of multi-caption, one-caption, paragraph"
+        )
+    return protocol
 
 
 def _check_overrides(overrides: dict, prefix: str, schema: dict) -> None:

@@ -10,6 +10,7 @@ rule prepare:
         root=lambda wildcards: dataset_root(wildcards.dataset),
         split=lambda wildcards: dataset_split(wildcards.dataset),
         missing=lambda wildcards: config["datasets"][wildcards.dataset]["missing_videos"],
+        max_missing=lambda wildcards: config["datasets"][wildcards.dataset]["max_missing"],
     log:
         "results/logs/prepare/{dataset}.log",
     benchmark:
@@ -19,4 +20,5 @@ rule prepare:
     shell:
         "supportset prepare --adapter {params.adapter} --root {params.root:q}"
         " --split {params.split:q} --missing-videos {params.missing}"
+        " --max-missing {params.max_missing}"
         " --out-dir results/{wildcards.dataset}/manifest > {log} 2>&1"
