@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 from fractions import Fraction
 
 import av
@@ -85,3 +88,15 @@ def test_frames_command_fails_with_one_line(tmp_path, capsys):
     assert main(["frames", str(path), "--json"]) == 1
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "bad.mp4" in error
+
+
+def test_frames_command_stops_quietly_when_the_reader_leaves(tmp_path):
+    """`supportset frames x.mp4 | head`: a closed pipe is no error and prints nothing."""
+    path = tmp_path / "cfr.mp4"
+    write_video(path, [i / 25 for i in range(60)], size=(64, 48))
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone before the first line is written
+    command = [sys.executable, "-m", "supportset.cli", "frames", str(path)]
+    result = subprocess.run(command, stdout=write_end, stderr=subprocess.PIPE, text=True)
+    os.close(write_end)
+    assert (result.returncode, result.stderr) == (0, "")

@@ -9,6 +9,7 @@ metrics and never replaces them (MdR and MnR always come from ``search.ranks_of_
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -32,6 +33,9 @@ class IndexConfig:
 def load_faiss():
     """The faiss module; a clear error saying how to install it when it is missing (exact
     evaluation does not need it, only the indices do)."""
+    # faiss's loader logs at INFO each optional SIMD build it does not find, with the
+    # ModuleNotFoundError, which reads as a failure in a job log: keep it to warnings.
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     try:
         import faiss
     except ImportError as error:
