@@ -122,3 +122,19 @@ def test_the_command_passes_max_missing_on(tmp_path: Path, capsys) -> None:
     assert "2 of the 5 val videos are missing" in capsys.readouterr().err
     assert main([*command, "--max-missing", "0.4"]) == 0
     assert len(read_videos(tmp_path / "out" / "videos.parquet")) == 73
+
+
+def test_a_video_without_captions_is_refused_for_any_adapter(tmp_path: Path) -> None:
+    """A val or test video without a caption could never be found: evaluation would stop."""
+    splits = ["train", "val", "test", "test"]
+    annotations = {
+        "videos": [{"video_id": f"v{i}", "file": f"v{i}.mp4", "split": split}
+                   for i, split in enumerate(splits)],
+        "captions": [{"caption_id": f"c{i}", "video_id": f"v{i}", "text": "a dog"}
+                     for i in range(3)],
+    }  # fmt: skip
+    (tmp_path / "annotations.json").write_text(json.dumps(annotations))
+    for index in range(4):
+        (tmp_path / f"v{index}.mp4").touch()
+    with pytest.raises(ManifestError, match=r"1 video\(s\) have no caption .*: v3$"):
+        prepare("demo", tmp_path, tmp_path / "out")

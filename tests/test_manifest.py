@@ -51,8 +51,8 @@ def test_manifest_adapter_writes_both_tables(tmp_path):
         ([*VIDEOS, "v4,,test"], CAPTIONS, r"videos\.csv: line 5: empty file"),
         (VIDEOS, [*CAPTIONS, ",v1,x"], r"captions\.csv: line 5: empty caption_id"),
         ([*VIDEOS, "v4,v4.mp4,train", "v5,v5.mp4,test"], CAPTIONS,
-         r"videos\.csv: 1 training video\(s\) without a caption in captions\.csv: line 5 "
-         r"\(v4\)"),
+         r"videos\.csv: 2 video\(s\) without a caption in captions\.csv: line 5 \(v4\), "
+         r"line 6 \(v5\)"),
         (VIDEOS, ["c1,v1,a dog", "c2,v2,a c\0at", "c3,v3,x"],
          r"captions\.csv: line 3 holds a NUL byte"),
         (VIDEOS, [*CAPTIONS, "c9,v9,x"], r"captions\.csv: line 5: video 'v9' is not in videos"),

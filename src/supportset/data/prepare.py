@@ -5,8 +5,9 @@ to `missing_videos.csv` next to the manifest; with `missing_videos: skip` they a
 captions are left out, with `fail` the stage stops naming them. A skip may drop at most
 `max_missing` of each split's listed videos, and never all of a split: beyond that the
 files are more likely named or placed wrongly than gone from YouTube. Every video must be
-in train, val or test, train and val must have videos (training selects its model on val),
-and a test gallery of at most GALLERY_K videos gets a warning.
+in train, val or test, train and val must have videos (training selects its model on
+val), every video needs a caption, and a test gallery of at most GALLERY_K videos gets a
+warning.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def prepare(
         videos = [video for video in videos if video["video_id"] not in absent]
         captions = [caption for caption in captions if caption["video_id"] not in absent]
     _check_split_sizes(videos)
+    _refuse_uncaptioned(videos, captions)
     write_manifest(videos, captions, out_dir)
     return len(videos), len(captions)
 
@@ -117,6 +119,16 @@ def _check_split_sizes(videos: list[dict]) -> None:
             counts["test"],
             GALLERY_K,
             GALLERY_K,
+        )
+
+
+def _refuse_uncaptioned(videos: list[dict], captions: list[dict]) -> None:
+    """Every video needs a caption: nothing could train on it, find it or be found by it."""
+    captioned = {caption["video_id"] for caption in captions}
+    bare = [video["video_id"] for video in videos if video["video_id"] not in captioned]
+    if bare:
+        raise ManifestError(
+            f"{len(bare)} video(s) have no caption in the annotations: {', '.join(bare[:10])}"
         )
 
 

@@ -4,9 +4,9 @@
 `root/captions.csv`: caption_id, video_id, text. Captions take the split of their video.
 Every row is checked as it is read, and an error names the file and line: a row with a
 field too few or too many (an unquoted comma), a NUL byte, an empty id or file, a split
-other than train/val/test, a caption of a video videos.csv lacks, and a training video
-without captions (it would train on nothing). Empty caption texts pass here and become
-rejects of the text stage.
+other than train/val/test, a caption of a video videos.csv lacks, and a video without
+captions (nothing could train on it, find it or be found by it). Empty caption texts pass
+here and become rejects of the text stage.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def read(root: Path) -> tuple[list[dict], list[dict]]:
         captions.append(
             {**{key: row[key] for key in CAPTION_COLUMNS}, "split": split_of[row["video_id"]]}
         )
-    _refuse_uncaptioned_training(videos_path, video_rows, {c["video_id"] for c in captions})
+    _refuse_uncaptioned(videos_path, video_rows, {c["video_id"] for c in captions})
     return videos, captions
 
 
@@ -59,13 +59,12 @@ def _require(path: Path, line: int, row: dict[str, str], columns: tuple[str, ...
         raise ManifestError(f"{path}: line {line}: empty {', '.join(empty)}")
 
 
-def _refuse_uncaptioned_training(
+def _refuse_uncaptioned(
     path: Path, video_rows: list[tuple[int, dict[str, str]]], captioned: set[str]
 ) -> None:
-    bare = [(line, row["video_id"]) for line, row in video_rows
-            if row["split"] == "train" and row["video_id"] not in captioned]  # fmt: skip
+    bare = [(line, row["video_id"]) for line, row in video_rows if row["video_id"] not in captioned]
     if bare:
         shown = ", ".join(f"line {line} ({video_id})" for line, video_id in bare[:10])
         raise ManifestError(
-            f"{path}: {len(bare)} training video(s) without a caption in captions.csv: {shown}"
+            f"{path}: {len(bare)} video(s) without a caption in captions.csv: {shown}"
         )
