@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from supportset.data.adapters import ADAPTERS, actions, activitynet, howto100m, msrvtt, msvd, vatex
+from supportset.data.adapters.files import read_plain_pickle
 from supportset.data.manifest import ManifestError, read_captions, read_videos
 from supportset.data.prepare import prepare
 
@@ -267,6 +268,31 @@ def test_msvd_pickle_is_read_as_plain_data_only(tmp_path: Path) -> None:
     (tmp_path / "raw-captions.pkl").write_bytes(pickle.dumps({"clip": Payload()}))
     with pytest.raises(ManifestError, match=r"refusing to load (posix|os)\.system"):
         msvd.read(tmp_path, "standard")
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_pickled_numpy_numbers_load_as_python_numbers(tmp_path: Path, protocol: int) -> None:
+    """Collaborative Experts' caption index may hold numpy.int64 values."""
+    path = tmp_path / "index.pkl"
+    values = {"video7020": np.int64(3), "f": np.float32(0.5), "b": np.bool_(True), "i": 7}
+    path.write_bytes(pickle.dumps(values, protocol=protocol))
+    loaded = read_plain_pickle(path)
+    assert loaded == {"video7020": 3, "f": 0.5, "b": True, "i": 7}
+    assert type(loaded["video7020"]) is int
+
+
+@pytest.mark.parametrize(
+    ("value", "refused"),
+    [(np.array([1, 2]), r"_reconstruct"), (np.array(["a"], dtype=object)[0:1], "_reconstruct"),
+     (np.str_("a"), r"NumPy dtype <U1")],
+)  # fmt: skip
+def test_pickled_numpy_arrays_and_other_scalars_are_refused(
+    tmp_path: Path, value: object, refused: str
+) -> None:
+    path = tmp_path / "index.pkl"
+    path.write_bytes(pickle.dumps({"v": value}))
+    with pytest.raises(ManifestError, match=refused):
+        read_plain_pickle(path)
 
 
 # VATEX ----------------------------------------------------------------------------------

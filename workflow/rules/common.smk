@@ -73,7 +73,7 @@ def dataset_root(dataset):
     if not root:
         raise WorkflowError(
             f"config key 'datasets.{dataset}.root' is empty: set it to the dataset's folder "
-            "(see README, 'Running on your data')"
+            "(README, 'Datasets'; for a folder of your own videos, docs/your-own-videos.md)"
         )
     return root
 

@@ -12,6 +12,8 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from supportset.data.manifest import ManifestError, safe_video_path
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".flv", ".3gp")
@@ -96,11 +98,45 @@ def read_csv_lines(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict
     return rows
 
 
+def _number_dtype(name: str, *_: Any) -> np.dtype:
+    """A NumPy dtype of numbers (bool, int, float): what a pickled NumPy scalar names."""
+    dtype = np.dtype(name)
+    if dtype.kind not in "biuf":
+        raise ManifestError(f"refusing NumPy dtype {dtype} in a pickle (numbers only)")
+    return dtype
+
+
+def _number_scalar(dtype: Any, data: bytes) -> int | float | bool:
+    """A pickled NumPy number (e.g. numpy.int64), as the Python number it holds."""
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf":
+        raise ManifestError("refusing a NumPy scalar that is not a number in a pickle")
+    return np.frombuffer(data, dtype, count=1)[0].item()
+
+
+def _latin1_bytes(text: str, encoding: str) -> bytes:
+    """Bytes as protocol-2 pickles write them (`_codecs.encode(text, "latin1")`)."""
+    if encoding != "latin1":
+        raise ManifestError(f"refusing _codecs.encode with {encoding!r} in a pickle")
+    return text.encode("latin1")
+
+
+# The only globals a plain-data pickle may name: NumPy numbers (an index saved as
+# numpy.int64) and the bytes of their data in protocol 2. None of them can run code.
+PLAIN_GLOBALS = {
+    ("numpy", "dtype"): _number_dtype,
+    ("numpy.core.multiarray", "scalar"): _number_scalar,
+    ("numpy._core.multiarray", "scalar"): _number_scalar,
+    ("_codecs", "encode"): _latin1_bytes,
+}
+
+
 class _PlainDataUnpickler(pickle.Unpickler):
-    """Refuses every global: only dicts, lists, tuples, strings and numbers load, so a
-    pickle cannot run code."""
+    """Refuses every global but PLAIN_GLOBALS: only dicts, lists, tuples, strings and
+    numbers load, so a pickle cannot run code."""
 
     def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in PLAIN_GLOBALS:
+            return PLAIN_GLOBALS[module, name]
         raise ManifestError(f"refusing to load {module}.{name} from a pickle (plain data only)")
 
 
