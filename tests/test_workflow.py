@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from supportset.retrieval.table import TABLE_COLUMNS, interval_columns
-from tests.workflow_runs import small_config, snakemake
+from tests.workflow_runs import REPO, small_config, snakemake
 
 pytestmark = pytest.mark.e2e
 
@@ -277,3 +277,37 @@ def test_unusable_splits_stop_at_prepare(tmp_path: Path, split: str, message: st
     assert result.returncode != 0
     assert message in (tmp_path / "results/logs/prepare/mine.log").read_text()
     assert not (tmp_path / "results/mine/features").exists()
+
+
+def readme_recipes() -> list[tuple[list[str], str]]:
+    """(arguments, comment) of each command in the README's block of recipes."""
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("```sh\nsnakemake -n ", 1)[1].split("```", 1)[0]
+    recipes = []
+    for line in ("snakemake -n " + block).strip().splitlines():
+        command, comment = line.split("#", 1)
+        arguments = command.split()[1:]
+        recipes.append((arguments, comment.strip()))
+    return recipes
+
+
+def test_readme_recipes_plan_what_they_say(demo_run: Path):
+    """Each recipe, on the demo (msrvtt -> demo), as a dry run: the target is the one
+    planned (a target swallowed by --forcerun would plan the default one, `all`)."""
+    expected = {
+        "--forcerun train": {"train": 4, "export": 4, "evaluate": 4, "table": 1},
+        "--forcerun evaluate": {"evaluate": 4, "table": 1},
+    }
+    recipes = readme_recipes()
+    assert len(recipes) == 7 and recipes[-1][0] == ["--unlock"]
+    for arguments, comment in recipes[:-1]:
+        arguments = [a.replace("msrvtt_table3", "demo_table3") for a in arguments]
+        arguments = [a.replace("results/msrvtt/", "results/demo/") for a in arguments]
+        result = snakemake(demo_run, *arguments, "--dry-run")
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, (arguments, output[-3000:])
+        stats = output.split("Job stats:")[-1].split("total", 1)[0]
+        planned = dict(re.findall(r"^(\w+)\s+(\d+)$", stats, re.M))
+        wanted = next((jobs for flag, jobs in expected.items() if flag in " ".join(arguments)), {})
+        assert {rule: int(n) for rule, n in planned.items()} == wanted, (comment, output[-2000:])
+    assert snakemake(demo_run, "--unlock").returncode == 0
