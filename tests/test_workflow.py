@@ -311,3 +311,57 @@ def test_readme_recipes_plan_what_they_say(demo_run: Path):
         wanted = next((jobs for flag, jobs in expected.items() if flag in " ".join(arguments)), {})
         assert {rule: int(n) for rule, n in planned.items()} == wanted, (comment, output[-2000:])
     assert snakemake(demo_run, "--unlock").returncode == 0
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(demo_run: Path, tmp_path: Path):
+    """kill -9 of the whole run during training (reader workers as the rule starts them):
+    the same command fails on Snakemake's lock, `--unlock` and the same command again
+    resume from the last finished epoch and give the uninterrupted run's weights and log."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    for name in ("config.yaml", "results", "resources"):
+        source = demo_run / name
+        copy = shutil.copytree if source.is_dir() else shutil.copy
+        copy(source, tmp_path / name)
+    experiment = tmp_path / "results/demo/supportset"
+    for state in experiment.glob("training_state*"):
+        state.unlink()
+    target = "results/demo/supportset/model.pt"
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(tmp_path), "--cores", "2", target, "--forcerun", "train",
+    ]  # fmt: skip
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    run = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while not (experiment / "training_state.pt").exists() and run.poll() is None:
+        assert time.monotonic() < deadline, "training wrote no state in 10 minutes"
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    assert not (experiment / "model.pt").exists(), "killed too late: training had finished"
+    locked = snakemake(tmp_path, target)
+    assert locked.returncode != 0 and "--unlock" in locked.stdout + locked.stderr
+    assert snakemake(tmp_path, "--unlock").returncode == 0
+    resumed = snakemake(tmp_path, target)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert (
+        "resuming after epoch 1"
+        in (tmp_path / "results/logs/train/demo/supportset.log").read_text()
+    )
+    uninterrupted = torch.load(demo_run / target, weights_only=True)["model"]
+    weights = torch.load(tmp_path / target, weights_only=True)["model"]
+    assert all(torch.equal(weights[name], value) for name, value in uninterrupted.items())
+
+    def steps(path: Path) -> list[list[str]]:
+        rows = list(csv.reader(path.read_text().splitlines()))
+        return [row[:-1] for row in rows]  # all but the wall-clock seconds
+
+    log = "results/demo/supportset/train_log.csv"
+    assert steps(tmp_path / log) == steps(demo_run / log)
