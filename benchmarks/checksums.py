@@ -6,7 +6,7 @@ format with Fletcher-32 on chunks of 16 steps) and, as "plain", with plain pyarr
 calls and the layout used before checksums (HDF5: chunks of 64 steps), in both formats.
 Reads are what training does beyond its cache, in a random order: Parquet decodes one row
 group's features (16 videos) at a time, HDF5 slices one video's steps; "checked" goes
-through supportset.io's readers. For Parquet, pyarrow's own page checksum verification
+through supportset.integrity's readers. For Parquet, pyarrow's own page checksum verification
 (on the checked file) is timed as well. Files are in the page cache. Times are the best
 of `--repeats`, taken in turn; ratios are checked / plain from the same run.
 
@@ -34,7 +34,7 @@ from supportset.features.store import (
     check_storable,
     visual_schema,
 )
-from supportset.io import CheckedHDF5, CheckedParquet
+from supportset.integrity import CheckedHDF5, CheckedParquet
 
 SECONDS, DIM, DTYPE = 30, 2560, "float16"
 

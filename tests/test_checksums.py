@@ -25,7 +25,7 @@ from supportset.features.store import (
     visual_schema,
     write_rejects,
 )
-from supportset.io import CheckedParquet, CorruptFileError
+from supportset.integrity import CheckedParquet, CorruptFileError
 from supportset.retrieval.embeddings import (
     read_caption_embeddings,
     read_video_embeddings,

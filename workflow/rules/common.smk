@@ -5,6 +5,7 @@ from pathlib import Path
 
 from supportset.config import check_cross_references, load_schema, section_settings
 from supportset.data.adapters import ADAPTERS
+from supportset.features.store import SHARD_FORMAT
 from supportset.preflight import WEIGHTED_RULES, check_job_weights
 
 # One shard format per run (file names depend on it); datasets cannot override it.

@@ -26,6 +26,7 @@ rule embed_text:
     params:
         settings=settings_json("text"),
         shard=lambda wildcards: int(wildcards.shard),
+        shard_format=SHARD_FORMAT,  # a new shard layout rebuilds the shards
         model_option=text_model_option,
     threads: 2
     resources:

@@ -7,6 +7,7 @@ rule extract_visual:
     params:
         settings=settings_json("features"),
         shard=lambda wildcards: int(wildcards.shard),
+        shard_format=SHARD_FORMAT,  # a new shard layout rebuilds the shards
     threads: 4
     retries: 2
     resources:

@@ -11,7 +11,7 @@ HDF5 (`.h5`): one dataset per id column (fixed-length UTF-8), `offsets` (N + 1,)
 flat dataset per sequence column; the rows of item i are offsets[i]:offsets[i + 1];
 metadata is JSON in the file attribute "supportset".
 
-Both formats carry checksums, verified on every read (see supportset.io): a shard changed
+Both formats carry checksums, verified on every read (see supportset.integrity): a shard changed
 after it was written, truncated or not a shard at all is an error naming it, and so is a
 shard written without checksums by an older version.
 """
@@ -29,16 +29,19 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from supportset.io import (
+from supportset.integrity import (
     CheckedHDF5,
     CheckedParquet,
     ParquetWriter,
-    atomic_path,
     create_hdf5,
     write_parquet,
 )
+from supportset.io import atomic_path
 
 METADATA_KEY = "supportset"
+# The layout of shards on disk. The workflow passes it to the rules that write shards, so
+# that a new layout (2: checksums) rebuilds the shards of an older one, which readers refuse.
+SHARD_FORMAT = 2
 
 
 @dataclass(frozen=True)

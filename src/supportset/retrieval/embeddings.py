@@ -9,7 +9,7 @@ Every reader and writer validates what it handles and raises ``ValueError`` nami
 offending ids: duplicate ids, NaN/inf or all-zero vectors, ragged or empty embeddings.
 ``check_pair`` adds the checks that need both files (same D, every caption's video present,
 every video captioned). Writes are atomic: a temporary file in the destination folder is
-moved onto the destination with ``os.replace``. Files carry checksums (``supportset.io``),
+moved onto the destination with ``os.replace``. Files carry checksums (``supportset.integrity``),
 verified on read; files without them (from other programs) are read too, and any file
 that cannot be read is an error naming it.
 """
@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from supportset.io import CheckedParquet, write_parquet
+from supportset.integrity import CheckedParquet, write_parquet
 
 EMBEDDING_COLUMN = "embedding"
 VIDEO_COLUMNS = ("video_id", EMBEDDING_COLUMN)
