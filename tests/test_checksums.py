@@ -242,9 +242,9 @@ def test_a_shard_overwritten_mid_file_stops_training_loader_workers(tmp_path):
         message = "read without error"
     except CorruptFileError as error:  # raised again in this process, naming the file
         message = str(error)
-    del batches  # stop its workers now (5 s after an error), not in a later forked process
+    del batches  # stop its workers now, not in a later forked process
     gc.collect()
-    assert re.search(re.escape(f"{visual}: ") + ".*delete it and rerun", message), message
+    assert re.fullmatch(re.escape(f"{visual}: ") + ".*delete it and rerun to rebuild it", message)
 
 
 def _read_in_child(store: ShardSequences, video_id: str, queue) -> None:

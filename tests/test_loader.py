@@ -57,9 +57,25 @@ def test_worker_memory_stays_at_what_a_batch_needs():
     tokens = {f"c{i}": np.array([2, 1]) for i in range(64)}
     plan = EpochPlan()
     plan.keys = [(tuple(videos), tuple(texts), None)] * 40
-    loader = iter(batch_loader(FeatureBank(videos, texts, tokens), plan, 32, workers=1))
+    bank = FeatureBank(videos, texts, tokens)
+    loader = iter(batch_loader(bank, plan, 32, workers=1).loader)  # torch's, with its workers
     next(loader)
     worker = loader._workers[0].pid
     start = pss_mb(worker)
     peak = max(pss_mb(worker) for _ in loader)
     assert peak - start < 120, f"the worker grew from {start:.0f} to {peak:.0f} MB"
+
+
+def test_a_worker_error_is_raised_as_itself_in_one_line():
+    """A corrupt shard's one-line error must not arrive wrapped in a worker's traceback."""
+    videos = {f"v{i}": np.full((2, 3), i, np.float32) for i in range(2)}
+    texts = {f"c{i}": np.full((2, 4), i, np.float32) for i in range(2)}
+    tokens = {f"c{i}": np.array([i + 2, 1]) for i in range(2)}
+    plan = EpochPlan()
+    plan.keys = [(("v0", "v1"), ("c0", "c1"), None), (("v0", "v9"), ("c0", "c1"), None)]
+    loader = batch_loader(FeatureBank(videos, texts, tokens), plan, 4, workers=2)
+    batches = iter(loader)
+    assert next(batches).video.shape == (2, 2, 3)
+    with pytest.raises(KeyError) as raised:
+        next(batches)
+    assert str(raised.value) == "'v9'"

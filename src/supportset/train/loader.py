@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -28,6 +29,15 @@ BatchKey = tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[float, float], ..
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 
 
+@dataclass(frozen=True)
+class ReadFailure:
+    """The error a reader met instead of a batch, carried to the main process and raised
+    there as itself: raised in a worker, torch would wrap its message in the worker's whole
+    traceback (a one-line error, e.g. a corrupt shard's, would read as a crash)."""
+
+    error: Exception
+
+
 class BatchReader(Dataset):
     """Maps a batch key to its `Batch` (CPU tensors), reading the shards on demand."""
 
@@ -35,11 +45,31 @@ class BatchReader(Dataset):
         self.bank = bank
         self.max_video_seconds = max_video_seconds
 
-    def __getitem__(self, key: BatchKey) -> Batch:
+    def __getitem__(self, key: BatchKey) -> Batch | ReadFailure:
         video_ids, caption_ids, windows = key
-        return Batch.read(
-            self.bank, list(video_ids), list(caption_ids), self.max_video_seconds, windows
-        )
+        try:
+            return Batch.read(
+                self.bank, list(video_ids), list(caption_ids), self.max_video_seconds, windows
+            )
+        except Exception as error:  # raised by BatchLoader, in the main process
+            return ReadFailure(error)
+
+
+class BatchLoader:
+    """The batches of a DataLoader over a BatchReader, in order; a batch that could not be
+    read raises its reader's error here."""
+
+    def __init__(self, loader: DataLoader) -> None:
+        self.loader = loader
+
+    def __iter__(self) -> Iterator[Batch]:
+        for batch in self.loader:
+            if isinstance(batch, ReadFailure):
+                raise batch.error
+            yield batch
+
+    def __len__(self) -> int:
+        return len(self.loader)
 
 
 class EpochPlan:
@@ -76,11 +106,11 @@ def batch_loader(
     max_video_seconds: float,
     workers: int,
     prefetch: int = 2,
-) -> DataLoader:
+) -> BatchLoader:
     """A loader yielding the plan's batches in order; `workers` 0 reads in this process.
     Workers persist across epochs (they are forked once, with the bank's file index).
     Iterating it never draws from torch's global random generator."""
-    return DataLoader(
+    loader = DataLoader(
         BatchReader(bank, max_video_seconds),
         batch_size=None,
         sampler=plan,
@@ -91,3 +121,4 @@ def batch_loader(
         pin_memory=torch.cuda.is_available(),
         generator=torch.Generator().manual_seed(0),  # reading draws nothing at random
     )
+    return BatchLoader(loader)
