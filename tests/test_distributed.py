@@ -4,7 +4,6 @@ process on the whole batch (embeddings gathered, BatchNorm statistics summed).""
 from __future__ import annotations
 
 import os
-import socket
 
 import torch
 import torch.distributed as dist
@@ -16,6 +15,7 @@ from supportset.losses import HardNegativeTripletLoss
 from supportset.model.decoder import CaptionDecoder
 from supportset.model.supportset import ModelConfig, SupportSetModel
 from supportset.train.objective import Batch, Objective
+from tests.conftest import free_port
 
 WORLD = 2
 
@@ -84,12 +84,6 @@ def rank_main(rank: int, port: int, out: str) -> None:
             torch.save(result, out)
     finally:
         dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_two_gloo_ranks_equal_one_process_on_the_global_batch(tmp_path):

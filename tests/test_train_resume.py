@@ -10,7 +10,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import torch.multiprocessing as multiprocessing
 
 from supportset.data.manifest import write_manifest
 from supportset.train.loop import TrainConfig, train
+from tests.conftest import free_port
 from tests.test_train import (
     CROSS_TRAINING,
     DROPOUT_MODEL,
@@ -120,12 +120,6 @@ def two_rank_runs(rank: int, port: int, folder: str) -> None:
                   out / "l.csv", workers=0)  # fmt: skip
     finally:
         dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_two_ranks_resume_each_their_own_random_generators(tmp_path):
