@@ -106,7 +106,7 @@ def test_missing_model_names_hf_home(tmp_path, monkeypatch):
 
 
 def test_preflight_stops_on_a_missing_text_model(tmp_path, monkeypatch):
-    from supportset.preflight import check_offline_weights
+    from supportset.preflight import check_job_weights
 
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -114,6 +114,7 @@ def test_preflight_stops_on_a_missing_text_model(tmp_path, monkeypatch):
         "appearance": {"arch": "resnet18", "weights": "random"},
         "motion": {"arch": "r2plus1d_10", "weights": "random"},
     }
-    check_offline_weights(features, {"model": "tiny"})
+    for rule in ("extract_visual", "embed_text"):
+        check_job_weights(rule, features, {"model": "tiny"})
     with pytest.raises(TextModelError, match=r"local directory.*HF_HOME"):
-        check_offline_weights(features, {"model": "t5-base"})
+        check_job_weights("embed_text", features, {"model": "t5-base"})

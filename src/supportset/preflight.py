@@ -16,12 +16,6 @@ from supportset.settings import from_mapping
 WEIGHTED_RULES = ("extract_visual", "embed_text", "train")
 
 
-def check_offline_weights(features: dict, text: dict) -> None:
-    """Raise WeightsError or TextModelError for a dataset's missing weights."""
-    check_visual_weights(features)
-    check_text_model(text)
-
-
 def check_visual_weights(features: dict) -> None:
     """Raise WeightsError unless both backbones of the `features` settings load offline."""
     check_weights(from_mapping(VisualSettings, features))

@@ -73,6 +73,11 @@ def check_manifest(videos: list[dict], captions: list[dict]) -> None:
 def write_manifest(videos: list[dict], captions: list[dict], out_dir: str | Path) -> None:
     """Check and write videos.parquet and captions.parquet into `out_dir`, atomically."""
     check_manifest(videos, captions)
+    write_tables(videos, captions, out_dir)
+
+
+def write_tables(videos: list[dict], captions: list[dict], out_dir: str | Path) -> None:
+    """Write rows that `check_manifest` passed as videos.parquet and captions.parquet."""
     out_dir = Path(out_dir)
     for name, rows, schema in (
         ("videos.parquet", videos, VIDEOS_SCHEMA),

@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 from supportset.data.adapters import ADAPTERS
-from supportset.data.manifest import ManifestError, check_manifest, write_manifest
+from supportset.data.manifest import ManifestError, check_manifest, write_tables
 from supportset.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def prepare(
         captions = [caption for caption in captions if caption["video_id"] not in absent]
     _check_split_sizes(videos)
     _refuse_uncaptioned(videos, captions)
-    write_manifest(videos, captions, out_dir)
+    write_tables(videos, captions, out_dir)  # checked above; leaving videos out keeps it so
     return len(videos), len(captions)
 
 

@@ -43,11 +43,8 @@ from supportset.data.manifest import ManifestError
 SPLITS = ("1k-A", "7k", "1k-B", "full")
 PROTOCOLS = {"1k-A": "one-caption", "7k": "one-caption", "1k-B": "one-caption",
              "full": "multi-caption"}  # fmt: skip
-TRAIN_LISTS = {
-    "1k-A": "MSRVTT_train.9k.csv",
-    "7k": "MSRVTT_train.7k.csv",
-    "1k-B": "train_list_miech.txt",
-}
+TRAIN_LISTS = {"1k-A": "MSRVTT_train.9k.csv", "7k": "MSRVTT_train.7k.csv"}
+MIECH = tuple(msrvtt_ce.LISTS["1k-B"].values())  # 1k-B's train and test lists, both layouts
 JSFUSION = "MSRVTT_JSFUSION_test.csv"
 ANNOTATIONS = ("MSRVTT_data.json", "train_val_videodatainfo.json", "test_videodatainfo.json")
 OFFICIAL = (("train", 0, 6512), ("val", 6513, 7009), ("test", 7010, 9999))
@@ -63,7 +60,7 @@ def files(root: Path, split: str) -> list[str]:
     if split in ("1k-A", "7k"):
         names += [TRAIN_LISTS[split], JSFUSION]
     elif split == "1k-B":
-        names += ["train_list_miech.txt", "test_list_miech.txt"]
+        names += list(MIECH)
     return names
 
 
@@ -134,10 +131,7 @@ def _clip4clip_split(
         lists = {name: [v for v in listed if official_split(v) == name] for name, *_ in OFFICIAL}
         return lists, sentences, None
     if split == "1k-B":
-        train, test = (
-            read_lines(annotation(root, name, msrvtt_ce.CE_LISTS))
-            for name in ("train_list_miech.txt", "test_list_miech.txt")
-        )
+        train, test = (read_lines(annotation(root, name, msrvtt_ce.CE_LISTS)) for name in MIECH)
         test_sentences = None
     else:
         train_path = annotation(root, TRAIN_LISTS[split], msrvtt_ce.CLIP4CLIP_ZIP)
