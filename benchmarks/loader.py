@@ -50,7 +50,7 @@ def write_store(folder: Path, videos: int, suffix: str) -> None:
 
 def read_epoch(folder: Path, mode: str, workers: int, cache_mb: int) -> dict:
     """One epoch of random batches through the training loader; runs in a child process."""
-    from supportset.train.data import FeatureBank
+    from supportset.features.bank import FeatureBank
     from supportset.train.loader import EpochPlan, batch_loader
 
     visual, text = sorted(folder.glob("visual*")), sorted(folder.glob("text*"))

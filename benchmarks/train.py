@@ -23,7 +23,7 @@ import transformers
 
 from supportset.losses import HardNegativeTripletLoss
 from supportset.model.decoder import CaptionDecoder
-from supportset.model.supportset import ModelConfig, SupportSetModel
+from supportset.model.retrieval_model import ModelConfig, SupportSetModel
 from supportset.train.objective import Batch, Objective
 
 

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from supportset.cli import main
+from supportset.features.bank import FeatureBank
 from supportset.features.store import (
     ShardSequences,
     ShardWriter,
@@ -32,7 +33,6 @@ from supportset.retrieval.embeddings import (
     write_caption_embeddings,
     write_video_embeddings,
 )
-from supportset.train.data import FeatureBank
 from supportset.train.loader import EpochPlan, batch_loader
 
 SUFFIXES = [".parquet", ".h5"]

@@ -13,7 +13,7 @@ import transformers
 from supportset.distributed import sum_gradients
 from supportset.losses import HardNegativeTripletLoss
 from supportset.model.decoder import CaptionDecoder
-from supportset.model.supportset import ModelConfig, SupportSetModel
+from supportset.model.retrieval_model import ModelConfig, SupportSetModel
 from supportset.train.objective import Batch, Objective
 from tests.conftest import free_port
 

@@ -11,9 +11,10 @@ import pytest
 
 from supportset.data.manifest import CAPTIONS_SCHEMA, VIDEOS_SCHEMA
 from supportset.features.store import text_schema, visual_schema
+from supportset.model.checkpoint import CHECKPOINT_KEYS
 from supportset.retrieval.embeddings import CAPTION_COLUMNS, VIDEO_COLUMNS
 from supportset.retrieval.table import TABLE_COLUMNS
-from supportset.train.loop import CHECKPOINT_KEYS, LOG_COLUMNS
+from supportset.train.loop import LOG_COLUMNS
 from tests.workflow_runs import REPO
 
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from supportset.train.data import FeatureBank
+from supportset.features.bank import FeatureBank
 from supportset.train.loader import EpochPlan, batch_loader
 
 

@@ -3,7 +3,7 @@ import torch
 
 from supportset.losses import HardNegativeTripletLoss, InfoNCELoss, MILNCELoss
 from supportset.model.pooling import MaskedBatchNorm1d
-from supportset.model.supportset import ModelConfig, SupportSetModel
+from supportset.model.retrieval_model import ModelConfig, SupportSetModel
 
 SMALL = ModelConfig(dim=16, heads=2, ffn_dim=32, layers=2, dropout=0.0)
 

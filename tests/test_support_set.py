@@ -4,8 +4,8 @@ import transformers
 from torch.nn import functional
 
 from supportset.model.decoder import CaptionDecoder
-from supportset.model.support_set import mix, support_weights
-from supportset.model.supportset import ModelConfig, SupportSetModel
+from supportset.model.retrieval_model import ModelConfig, SupportSetModel
+from supportset.model.support_attention import mix, support_weights
 from supportset.train.objective import Batch, Objective
 
 

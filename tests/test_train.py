@@ -7,17 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from supportset.features.bank import FeatureBank, SplitData, clip_split, pad_batch
 from supportset.features.store import ShardWriter, text_schema, visual_schema
-from supportset.model.supportset import ModelConfig, SupportSetModel
-from supportset.train.data import FeatureBank, SplitData, clip_split, pad_batch
-from supportset.train.loop import (
-    TrainConfig,
-    _epoch_plan,
-    load_model,
-    save_checkpoint,
-    train,
-    validate,
-)
+from supportset.model.checkpoint import load_model, save_checkpoint
+from supportset.model.retrieval_model import ModelConfig, SupportSetModel
+from supportset.train.loop import TrainConfig, _epoch_plan, train, validate
 from supportset.train.objective import Batch
 
 MODEL = ModelConfig(dim=32, heads=2, ffn_dim=64, layers=1, dropout=0.0, input_norm="standardize")
@@ -221,7 +215,7 @@ def write_not_a_checkpoint(kind: str, folder) -> Path:
     elif kind == "module":  # a whole pickled module: torch would advise weights_only=False
         torch.save(model, path)
     elif kind == "truncated":  # a real model.pt cut short
-        save_checkpoint(folder / "whole.pt", model.state_dict(), model, bank, {"rsum": 0.0})
+        save_checkpoint(folder / "whole.pt", model.state_dict(), model, {"rsum": 0.0})
         path.write_bytes((folder / "whole.pt").read_bytes()[:4000])
     elif kind == "text":
         path.write_text("epoch,step,kind,loss\n")
@@ -258,7 +252,7 @@ def test_exporting_from_anything_but_a_checkpoint_is_one_clear_sentence(tmp_path
 def test_init_from_a_checkpoint_of_other_feature_dimensions_is_refused(tmp_path):
     bank, train_split, val_split = synthetic_bank()
     model = SupportSetModel(MODEL, bank.video_dim, bank.text_dim)
-    save_checkpoint(tmp_path / "a.pt", model.state_dict(), model, bank, {"rsum": 0.0})
+    save_checkpoint(tmp_path / "a.pt", model.state_dict(), model, {"rsum": 0.0})
     wider = FeatureBank(
         {v: np.concatenate([f, f[:, :1]], axis=1) for v, f in bank.videos.items()},
         bank.texts, bank.token_ids,

@@ -203,9 +203,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 def train(args: argparse.Namespace) -> None:
     """Train the pooling heads; keep the epoch that is best on the validation split."""
     from supportset.distributed import start_from_environment
-    from supportset.model.supportset import ModelConfig
+    from supportset.features.bank import FeatureBank
+    from supportset.model.retrieval_model import ModelConfig
     from supportset.settings import from_json
-    from supportset.train.data import FeatureBank
     from supportset.train.loop import TrainConfig
     from supportset.train.loop import train as run
 
@@ -237,8 +237,8 @@ def _export_args(p: argparse.ArgumentParser) -> None:
 
 def export(args: argparse.Namespace) -> None:
     """Write the video and caption embeddings of one split."""
+    from supportset.features.bank import FeatureBank
     from supportset.retrieval.export import export_split
-    from supportset.train.data import FeatureBank
 
     bank = FeatureBank.load(args.visual, args.text, args.cache_mb)
     split = bank.split(args.videos, args.captions, args.split)

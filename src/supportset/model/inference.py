@@ -8,8 +8,8 @@ from functools import partial
 import numpy as np
 import torch
 
-from supportset.model.supportset import SupportSetModel
-from supportset.train.data import FeatureBank, SplitData, pad_batch, pad_token_ids
+from supportset.features.bank import FeatureBank, SplitData, pad_batch, pad_token_ids
+from supportset.model.retrieval_model import SupportSetModel
 
 EVAL_BATCH = 256
 NO_TRUNCATION = 1 << 30

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from supportset.features.bank import FeatureBank, SplitData
+from supportset.model.checkpoint import load_model
 from supportset.model.inference import embed_split
 from supportset.retrieval.embeddings import write_caption_embeddings, write_video_embeddings
 from supportset.torch_utils import pick_device
-from supportset.train.data import FeatureBank, SplitData
-from supportset.train.loop import load_model
 
 
 def export_split(

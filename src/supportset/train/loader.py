@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from supportset.train.data import FeatureBank
+from supportset.features.bank import FeatureBank
 from supportset.train.objective import Batch
 
 # (video ids, caption ids grouped by video, clip (start, end) s per video or None)

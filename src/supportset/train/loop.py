@@ -11,7 +11,6 @@ best epoch's weights. The test split is never looked at here.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import sys
 import time
@@ -21,20 +20,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import transformers
 from tqdm import tqdm
 
 from supportset.distributed import rank_and_size, sum_gradients
+from supportset.features.bank import FeatureBank, SplitData, clip_split
 from supportset.features.text import load_t5_encoder
 from supportset.io import atomic_path
 from supportset.losses import contrastive_loss
+from supportset.model.checkpoint import initialise_from, save_checkpoint
 from supportset.model.decoder import load_caption_decoder
 from supportset.model.inference import embed_split
-from supportset.model.supportset import ModelConfig, SupportSetModel
+from supportset.model.retrieval_model import ModelConfig, SupportSetModel
 from supportset.retrieval.metrics import evaluate_embeddings
 from supportset.torch_utils import pick_device, seed_everything
 from supportset.train.curves import TensorBoardScalars, plot_curves
-from supportset.train.data import FeatureBank, SplitData, clip_split
 from supportset.train.loader import BatchKey, EpochPlan, batch_loader
 from supportset.train.objective import Objective, clip_windows, sample_captions
 from supportset.train.resume import Progress, load_state, resume_key, save_state, state_path
@@ -55,7 +54,6 @@ LOG_COLUMNS = (
     "rsum",
     "seconds",
 )
-CHECKPOINT_KEYS = ("model", "model_config", "video_dim", "text_dim")  # what loading needs
 
 
 @dataclass
@@ -119,7 +117,7 @@ def train(
     text_dim = t5_encoder.config.d_model if t5_encoder is not None else bank.text_dim
     model = SupportSetModel(model_config, bank.video_dim, text_dim, t5_encoder)  # same on all ranks
     if config.init_from:
-        initialise_from(model, config.init_from, bank.video_dim, text_dim)
+        initialise_from(model, config.init_from)
     elif model_config.input_norm == "standardize":
         model.video_norm.fit(
             bank.videos[v][: bank.steps(config.max_video_seconds)] for v in train_split.video_ids
@@ -186,7 +184,7 @@ def train(
         save_state(saved, key, progress, objective, optimizer, order_rng)
     scalars.close()
     if rank == 0:
-        save_checkpoint(model_out, best_state, model, bank, best)
+        save_checkpoint(model_out, best_state, model, best)
         write_log(log_out, rows)
         plot_curves(log_out, Path(log_out).with_name("train_curves.png"))
     return best
@@ -211,84 +209,6 @@ def validate(
     )["t2v"]
     recalls = {f"t2v_R@{k}": metrics[f"R@{k}"] for k in (1, 5, 10)}
     return {**recalls, "rsum": sum(recalls.values())}
-
-
-def save_checkpoint(
-    path: str | Path, state: dict, model: SupportSetModel, bank: FeatureBank, best: dict
-) -> None:
-    """Atomic checkpoint loadable with torch.load(weights_only=True); with a fine-tuned T5
-    encoder it also holds that encoder's configuration (JSON) and weights."""
-    t5 = model.t5_encoder
-    checkpoint = {
-        "model": state,
-        "model_config": asdict(model.config),
-        "video_dim": bank.video_dim,
-        "text_dim": t5.config.d_model if t5 is not None else bank.text_dim,
-        "t5_config": t5.config.to_json_string() if t5 is not None else "",
-        "best": best,
-    }
-    with atomic_path(path) as temporary:
-        torch.save(checkpoint, temporary)
-
-
-def read_checkpoint(path: str | Path, what: str) -> dict:
-    """The contents of a model.pt written by `save_checkpoint`, read with weights_only; any
-    other file is a ValueError whose one sentence names `what` (the setting or argument
-    that pointed at it) and the path."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError as error:
-        raise ValueError(f"{what} {path} cannot be read: {error.strerror}") from None
-    except Exception as error:  # truncated, not a torch file, or objects besides tensors
-        raise ValueError(
-            f"{what} {path} is not a model.pt written by `supportset train`: torch cannot "
-            f"read it as weights ({type(error).__name__}), so it is damaged or of another kind"
-        ) from None
-    held = set(checkpoint) if isinstance(checkpoint, dict) else set()
-    missing = [key for key in CHECKPOINT_KEYS if key not in held]
-    if missing:
-        raise ValueError(
-            f"{what} {path} is not a model.pt written by `supportset train`: it is a torch "
-            f"file of another kind (without {', '.join(missing)})"
-        )
-    return checkpoint
-
-
-def initialise_from(
-    model: SupportSetModel, path: str | Path, video_dim: int, text_dim: int
-) -> None:
-    """Load the weights (and input statistics) of a checkpoint of the same architecture,
-    trained on features of the same dimensions."""
-    checkpoint = read_checkpoint(path, "training.init_from")
-    if checkpoint["model_config"] != asdict(model.config):
-        raise ValueError(
-            f"training.init_from {path}: its model settings {checkpoint['model_config']} "
-            f"differ from this experiment's {asdict(model.config)}"
-        )
-    if (checkpoint["video_dim"], checkpoint["text_dim"]) != (video_dim, text_dim):
-        raise ValueError(
-            f"training.init_from {path} was trained on {checkpoint['video_dim']}-dim visual "
-            f"and {checkpoint['text_dim']}-dim text inputs, this experiment has {video_dim} "
-            f"and {text_dim}"
-        )
-    model.load_state_dict(checkpoint["model"])
-
-
-def load_model(path: str | Path, device: torch.device) -> SupportSetModel:
-    """The model of a checkpoint written by `save_checkpoint`, in eval mode on `device`."""
-    checkpoint = read_checkpoint(path, "model file")
-    t5_encoder = None
-    if checkpoint.get("t5_config"):  # absent in checkpoints of older versions
-        config = transformers.T5Config.from_dict(json.loads(checkpoint["t5_config"]))
-        t5_encoder = transformers.T5EncoderModel(config)
-    model = SupportSetModel(
-        ModelConfig(**checkpoint["model_config"]),
-        checkpoint["video_dim"],
-        checkpoint["text_dim"],
-        t5_encoder,
-    )
-    model.load_state_dict(checkpoint["model"])
-    return model.to(device).eval()
 
 
 def write_log(path: str | Path, rows: list[dict]) -> None:

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 from supportset.distributed import all_sum, gather, rank_and_size
+from supportset.features.bank import FeatureBank, pad_batch, pad_token_ids
 from supportset.model.decoder import CaptionDecoder
-from supportset.model.support_set import mix, support_weights
-from supportset.model.supportset import SupportSetModel
-from supportset.train.data import FeatureBank, pad_batch, pad_token_ids
+from supportset.model.retrieval_model import SupportSetModel
+from supportset.model.support_attention import mix, support_weights
 
 
 @dataclass

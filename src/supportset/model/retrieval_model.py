@@ -55,6 +55,8 @@ class SupportSetModel(nn.Module):
         if (config.text_encoder == "finetune") != (t5_encoder is not None):
             raise ValueError("model.text_encoder 'finetune' needs the T5 encoder, 'frozen' none")
         self.config = config
+        self.video_dim = video_dim  # widths of the inputs (text: T5's d_model)
+        self.text_dim = text_dim
         self.t5_encoder = t5_encoder
         head = dict(
             dim=config.dim,

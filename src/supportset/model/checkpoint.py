@@ -1,0 +1,96 @@
+"""model.pt: the trained heads (and fine-tuned T5 encoder) with what rebuilding them needs.
+
+Written atomically by `save_checkpoint` and read back with torch.load(weights_only=True):
+weights, the model settings, the input widths and, with a fine-tuned T5 encoder, its
+configuration as JSON. `load_model` rebuilds the model for export and search;
+`initialise_from` starts training from another run's weights (e.g. HowTo100M pre-training).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import transformers
+
+from supportset.io import atomic_path
+from supportset.model.retrieval_model import ModelConfig, SupportSetModel
+
+CHECKPOINT_KEYS = ("model", "model_config", "video_dim", "text_dim")  # what loading needs
+
+
+def save_checkpoint(path: str | Path, state: dict, model: SupportSetModel, best: dict) -> None:
+    """Atomic checkpoint loadable with torch.load(weights_only=True); with a fine-tuned T5
+    encoder it also holds that encoder's configuration (JSON) and weights."""
+    t5 = model.t5_encoder
+    checkpoint = {
+        "model": state,
+        "model_config": asdict(model.config),
+        "video_dim": model.video_dim,
+        "text_dim": model.text_dim,
+        "t5_config": t5.config.to_json_string() if t5 is not None else "",
+        "best": best,
+    }
+    with atomic_path(path) as temporary:
+        torch.save(checkpoint, temporary)
+
+
+def read_checkpoint(path: str | Path, what: str) -> dict:
+    """The contents of a model.pt written by `save_checkpoint`, read with weights_only; any
+    other file is a ValueError whose one sentence names `what` (the setting or argument
+    that pointed at it) and the path."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as error:
+        raise ValueError(f"{what} {path} cannot be read: {error.strerror}") from None
+    except Exception as error:  # truncated, not a torch file, or objects besides tensors
+        raise ValueError(
+            f"{what} {path} is not a model.pt written by `supportset train`: torch cannot "
+            f"read it as weights ({type(error).__name__}), so it is damaged or of another kind"
+        ) from None
+    held = set(checkpoint) if isinstance(checkpoint, dict) else set()
+    missing = [key for key in CHECKPOINT_KEYS if key not in held]
+    if missing:
+        raise ValueError(
+            f"{what} {path} is not a model.pt written by `supportset train`: it is a torch "
+            f"file of another kind (without {', '.join(missing)})"
+        )
+    return checkpoint
+
+
+def initialise_from(model: SupportSetModel, path: str | Path) -> None:
+    """Load the weights (and input statistics) of a checkpoint of the same architecture,
+    trained on features of the same dimensions."""
+    checkpoint = read_checkpoint(path, "training.init_from")
+    if checkpoint["model_config"] != asdict(model.config):
+        raise ValueError(
+            f"training.init_from {path}: its model settings {checkpoint['model_config']} "
+            f"differ from this experiment's {asdict(model.config)}"
+        )
+    video_dim, text_dim = model.video_dim, model.text_dim
+    if (checkpoint["video_dim"], checkpoint["text_dim"]) != (video_dim, text_dim):
+        raise ValueError(
+            f"training.init_from {path} was trained on {checkpoint['video_dim']}-dim visual "
+            f"and {checkpoint['text_dim']}-dim text inputs, this experiment has {video_dim} "
+            f"and {text_dim}"
+        )
+    model.load_state_dict(checkpoint["model"])
+
+
+def load_model(path: str | Path, device: torch.device) -> SupportSetModel:
+    """The model of a checkpoint written by `save_checkpoint`, in eval mode on `device`."""
+    checkpoint = read_checkpoint(path, "model file")
+    t5_encoder = None
+    if checkpoint.get("t5_config"):  # absent in checkpoints of older versions
+        config = transformers.T5Config.from_dict(json.loads(checkpoint["t5_config"]))
+        t5_encoder = transformers.T5EncoderModel(config)
+    model = SupportSetModel(
+        ModelConfig(**checkpoint["model_config"]),
+        checkpoint["video_dim"],
+        checkpoint["text_dim"],
+        t5_encoder,
+    )
+    model.load_state_dict(checkpoint["model"])
+    return model.to(device).eval()
