@@ -12,35 +12,25 @@ value, range and mean of T2V R@1 and the range of V2T R@1. About 45 minutes on 2
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import os
-import subprocess
-import sys
 from pathlib import Path
 
-import yaml
+from demo_runs import repo_config, run_table, seed_copies
 from machine import cpu_model
 
-REPO = Path(__file__).resolve().parents[1]
 TABLE = "demo_seeds"
 
 
 def seeds_config(seeds: int) -> tuple[dict, dict[str, list[str]]]:
     """config.yaml with every experiment repeated for seeds 1..seeds-1, and a table of them
     all; and experiment -> its row labels, seed 0 first."""
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    experiments, rows, labels = config["experiments"], {}, {}
-    for name in list(experiments):
-        labels[name] = []
-        for seed in range(seeds):
-            copy_name = name if seed == 0 else f"{name}_seed{seed}"
-            if seed:
-                repeated = copy.deepcopy(experiments[name])
-                repeated.setdefault("overrides", {}).setdefault("training", {})["seed"] = seed
-                experiments[copy_name] = repeated
-            rows[f"{name} seed {seed}"] = copy_name
-            labels[name].append(f"{name} seed {seed}")
+    config = repo_config()
+    config["experiments"], runs = seed_copies(config["experiments"], seeds)
+    rows, labels = {}, {}
+    for name, names in runs.items():
+        labels[name] = [f"{name} seed {seed}" for seed in range(seeds)]
+        rows.update(zip(labels[name], names, strict=True))
     config["tables"][TABLE] = {"dataset": "demo", "split": "test", "rows": rows}
     return config, labels
 
@@ -68,15 +58,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/demo-seeds"))
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
-    args.work.mkdir(parents=True, exist_ok=True)
     config, labels = seeds_config(args.seeds)
-    (args.work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    command = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(args.work), "--cores", str(os.cpu_count()), f"results/{TABLE}.csv",
-    ]  # fmt: skip
-    subprocess.run(command, check=True, env={**os.environ, "PATH": path})
+    run_table(args.work, config, TABLE, os.cpu_count())
     print(f"{cpu_model()}, {os.cpu_count()} cores; seeds 0-{args.seeds - 1}\n")
     print(summary(args.work / f"results/{TABLE}.csv", labels))
 

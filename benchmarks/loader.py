@@ -81,9 +81,12 @@ def measure(folder: Path, mode: str, workers: int, cache_mb: int) -> dict:
 def training_pairs_per_s(steps: int = 2) -> float:
     """Pairs/s of a paper-size triplet-only training step (see benchmarks/train.py)."""
     sys.path.insert(0, str(Path(__file__).parent))
-    from train import pairs_per_second, paper_batch
+    import torch
+    from train import VARIANTS, Shapes, pairs_per_second, random_batch
 
-    return round(pairs_per_second("none", paper_batch(BATCH), steps), 1)
+    shapes = Shapes(batch_size=BATCH)
+    batch = random_batch(shapes, torch.device("cpu"))
+    return round(pairs_per_second(VARIANTS["triplet_frozen_t5"], shapes, batch, steps), 1)
 
 
 def machine_line() -> str:

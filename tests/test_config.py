@@ -81,6 +81,20 @@ def test_every_schema_property_has_description_and_default():
             lambda c: c["datasets"]["demo"]["overrides"]["features"].update(format="hdf5"),
             "overrides.features.format",
         ),
+        (lambda c: c["training"].update(train_splits=["train", "test"]), "training.train_splits"),
+        (lambda c: c["training"].update(epoch_unit="clips"), "training.epoch_unit"),
+        (
+            lambda c: c["datasets"]["demo"]["overrides"]["training"].update(
+                train_splits=["train", "val"]
+            ),
+            "dataset demo, experiment supportset",
+        ),
+        (
+            lambda c: c["experiments"]["triplet"]["overrides"]["training"].update(
+                captions_per_video=2, loss="milnce"
+            ),
+            "experiment triplet",
+        ),
     ],
 )
 def test_bad_key_or_value_is_named(change, key):
@@ -129,3 +143,26 @@ def test_an_explicit_protocol_wins_and_actions_have_none():
     assert section_settings(config, "evaluation", "msrvtt")["protocol"] == "multi-caption"
     with pytest.raises(ConfigError, match=r"datasets\.hmdb51\.overrides\.evaluation\.protocol"):
         section_settings(config, "evaluation", "hmdb51")
+
+
+def test_the_paper_defaults_of_issue_13():
+    config = validate_config(repo_config(), SCHEMA)
+    training = section_settings(config, "training", "msrvtt", "supportset")
+    assert (training["epoch_unit"], training["caption_memory"]) == ("pairs", "features")
+    assert (training["contrast_reduction"], training["caption_reduction"]) == ("sum", "token_mean")
+    assert training["caption_weight"] == 10.0
+    assert (training["train_splits"], training["selection"]) == (["train", "val"], "last")
+    assert section_settings(config, "model", "msrvtt", "supportset")["text_encoder"] == "finetune"
+    assert section_settings(config, "training", "demo", "supportset")["caption_weight"] == 10.0
+
+
+def test_fine_tuning_from_a_checkpoint_runs_a_quarter_of_the_epochs():
+    config = validate_config(repo_config(), SCHEMA)
+    config["experiments"]["tuned"] = {"overrides": {"training": {"init_from": "pre/model.pt"}}}
+    config["experiments"]["tuned_10"] = {
+        "overrides": {"training": {"init_from": "pre/model.pt", "epochs": 10}}
+    }
+    assert section_settings(config, "training", "msrvtt", "tuned")["epochs"] == 5  # 20 / 4
+    assert section_settings(config, "training", "activitynet", "tuned")["epochs"] == 7  # 28 / 4
+    assert section_settings(config, "training", "msrvtt", "tuned_10")["epochs"] == 10
+    assert section_settings(config, "training", "msrvtt", "supportset")["epochs"] == 20

@@ -11,9 +11,9 @@ import torch.multiprocessing as multiprocessing
 import transformers
 
 from supportset.distributed import sum_gradients
-from supportset.losses import HardNegativeTripletLoss
 from supportset.model.decoder import CaptionDecoder
 from supportset.model.retrieval_model import ModelConfig, SupportSetModel
+from supportset.train.config import TrainConfig
 from supportset.train.objective import Batch, Objective
 from tests.conftest import free_port
 
@@ -22,15 +22,17 @@ WORLD = 2
 
 def build_objective() -> Objective:
     torch.manual_seed(0)
-    model = SupportSetModel(ModelConfig(dim=16, heads=2, ffn_dim=32, layers=2, dropout=0.0), 6, 5)
+    model = SupportSetModel(
+        ModelConfig(dim=16, heads=2, ffn_dim=32, layers=2, dropout=0.0, text_encoder="frozen"), 6, 5
+    )
     t5 = transformers.T5ForConditionalGeneration(
         transformers.T5Config(
             vocab_size=30, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
             decoder_start_token_id=0, pad_token_id=0, dropout_rate=0.0,
         )
     )  # fmt: skip
-    decoder = CaptionDecoder(t5, 16)
-    return Objective(model, HardNegativeTripletLoss(0.2), "cross", 10.0, 0.1, 0, decoder, seed=0)
+    decoder = CaptionDecoder(t5, 6)  # reads the 6-d features (training.caption_memory)
+    return Objective(model, TrainConfig(), decoder)
 
 
 def global_batch() -> Batch:
@@ -47,6 +49,7 @@ def global_batch() -> Batch:
         text_valid,
         tokens,
         token_valid,
+        torch.tensor([0, 1, 0, 2]),  # rows 0 and 2: two captions of one video
     )
 
 
@@ -59,6 +62,7 @@ def rows(batch: Batch, part: slice) -> Batch:
         batch.video[part, :video_len], batch.video_valid[part, :video_len],
         batch.text[part, :text_len], batch.text_valid[part, :text_len],
         batch.tokens[part, :token_len], batch.token_valid[part, :token_len],
+        batch.groups[part],
     )  # fmt: skip
 
 

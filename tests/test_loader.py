@@ -6,6 +6,7 @@ import torch
 
 from supportset.features.bank import FeatureBank
 from supportset.train.loader import EpochPlan, batch_loader
+from supportset.train.plan import BatchKey
 
 
 def pss_mb(pid: int) -> float:
@@ -20,15 +21,18 @@ def test_loader_yields_the_planned_batches_in_order():
     tokens = {f"c{i}": np.array([i + 2, 1]) for i in range(6)}
     plan = EpochPlan()
     loader = batch_loader(FeatureBank(videos, texts, tokens), plan, 4, workers=2)
-    whole_videos = [(("v5", "v0"), ("c5", "c0"), None), (("v2", "v3"), ("c2", "c3"), None)]
-    for keys in (whole_videos, [(("v1",), ("c1",), ((1.0, 2.0),))]):
+    whole_videos = [
+        BatchKey(("v5", "v0"), ("c5", "c0"), None, (0, 1)),
+        BatchKey(("v2", "v3"), ("c2", "c3"), None, (0, 1)),
+    ]
+    for keys in (whole_videos, [BatchKey(("v1",), ("c1",), ((1.0, 2.0),), (0,))]):
         plan.keys = keys
         batches = list(loader)
         assert [batch.video[:, 0, 0].tolist() for batch in batches] == [
-            [float(v[1:]) for v in video_ids] for video_ids, _, _ in keys
+            [float(v[1:]) for v in video_ids] for video_ids, _, _, _ in keys
         ]
         assert [batch.tokens[:, 0].tolist() for batch in batches] == [
-            [int(c[1:]) + 2 for c in caption_ids] for _, caption_ids, _ in keys
+            [int(c[1:]) + 2 for c in caption_ids] for _, caption_ids, _, _ in keys
         ]
     assert batches[0].video.shape == (1, 1, 3)  # v1's step at 1 s, its clip [1, 2) s
 
@@ -41,7 +45,10 @@ def test_iterating_the_loader_leaves_the_global_random_generator_alone(workers):
     texts = {f"c{i}": np.full((2, 4), i, np.float32) for i in range(4)}
     tokens = {f"c{i}": np.array([i + 2, 1]) for i in range(4)}
     plan = EpochPlan()
-    plan.keys = [(("v0", "v1"), ("c0", "c1"), None), (("v2", "v3"), ("c2", "c3"), None)]
+    plan.keys = [
+        BatchKey(("v0", "v1"), ("c0", "c1"), None, (0, 1)),
+        BatchKey(("v2", "v3"), ("c2", "c3"), None, (0, 1)),
+    ]
     loader = batch_loader(FeatureBank(videos, texts, tokens), plan, 4, workers=workers)
     torch.manual_seed(0)
     for _ in range(3):
@@ -56,7 +63,7 @@ def test_worker_memory_stays_at_what_a_batch_needs():
     texts = {f"c{i}": np.ones((2, 8), np.float32) for i in range(64)}
     tokens = {f"c{i}": np.array([2, 1]) for i in range(64)}
     plan = EpochPlan()
-    plan.keys = [(tuple(videos), tuple(texts), None)] * 40
+    plan.keys = [BatchKey(tuple(videos), tuple(texts), None, tuple(range(len(videos))))] * 40
     bank = FeatureBank(videos, texts, tokens)
     loader = iter(batch_loader(bank, plan, 32, workers=1).loader)  # torch's, with its workers
     next(loader)
@@ -72,7 +79,10 @@ def test_a_worker_error_is_raised_as_itself_in_one_line():
     texts = {f"c{i}": np.full((2, 4), i, np.float32) for i in range(2)}
     tokens = {f"c{i}": np.array([i + 2, 1]) for i in range(2)}
     plan = EpochPlan()
-    plan.keys = [(("v0", "v1"), ("c0", "c1"), None), (("v0", "v9"), ("c0", "c1"), None)]
+    plan.keys = [
+        BatchKey(("v0", "v1"), ("c0", "c1"), None, (0, 1)),
+        BatchKey(("v0", "v9"), ("c0", "c1"), None, (0, 1)),
+    ]
     loader = batch_loader(FeatureBank(videos, texts, tokens), plan, 4, workers=2)
     batches = iter(loader)
     assert next(batches).video.shape == (2, 2, 3)

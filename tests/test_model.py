@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -5,7 +7,7 @@ from supportset.losses import HardNegativeTripletLoss, InfoNCELoss, MILNCELoss
 from supportset.model.pooling import MaskedBatchNorm1d
 from supportset.model.retrieval_model import ModelConfig, SupportSetModel
 
-SMALL = ModelConfig(dim=16, heads=2, ffn_dim=32, layers=2, dropout=0.0)
+SMALL = ModelConfig(dim=16, heads=2, ffn_dim=32, layers=2, dropout=0.0, text_encoder="frozen")
 
 
 def test_triplet_loss_matches_hand_computation():
@@ -41,7 +43,7 @@ def test_masked_batchnorm_ignores_padding():
 @pytest.mark.parametrize(
     ("pooling", "pre_encoders"),
     [("transformer", ("mlp", "gru")), ("mean", ("mlp", "gru")), ("max", ("mlp", "gru")),
-     ("transformer", ("cnn", "cnn"))],
+     ("transformer", ("cnn", "cnn")), ("transformer", ("mlp+cnn", "gru+cnn"))],
 )  # fmt: skip
 def test_padding_does_not_change_embeddings(pooling, pre_encoders):
     torch.manual_seed(0)
@@ -128,7 +130,7 @@ def test_masked_batchnorm_equals_torch_batchnorm_on_valid_positions():
 def test_milnce_matches_hand_computation_and_reduces_to_symmetric_nce():
     video = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     text = torch.tensor([[0.8, 0.6], [1.0, 0.0], [0.6, 0.8]])
-    owners = torch.tensor([0, 0, 1])
+    same_video = torch.tensor([[True, False], [True, False], [False, True]])  # t0, t1 show v0
     scores = video @ text.T / 0.5  # (2, 3)
     e = scores.exp()
     # video 0: positives t0, t1; negatives t2 with v0, and v1 with t0 and t1
@@ -136,11 +138,56 @@ def test_milnce_matches_hand_computation_and_reduces_to_symmetric_nce():
     expected0 = -torch.log(positives / (positives + e[0, 2] + e[1, 0] + e[1, 1]))
     # video 1: positive t2; negatives t0, t1 with v1, and v0 with t2
     expected1 = -torch.log(e[1, 2] / (e[1, 2] + e[1, 0] + e[1, 1] + e[0, 2]))
-    loss = MILNCELoss(0.5)(video, text, owners)
+    loss = MILNCELoss(0.5)(video, text, same_video)
     assert loss.item() == pytest.approx(((expected0 + expected1) / 2).item(), rel=1e-5)
 
 
 def test_pair_losses_refuse_several_captions_per_video():
     video, text = torch.eye(2), torch.eye(3)[:, :2]
     with pytest.raises(ValueError, match="one caption per video"):
-        HardNegativeTripletLoss()(video, text, torch.tensor([0, 0, 1]))
+        HardNegativeTripletLoss()(video, text)
+
+
+def _two_captions_of_one_video() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Four pairs; rows 0 and 2 are two captions of one video (each with its own row of
+    that video). Returns video (4, 8), text (4, 8) unit vectors and same_video (4, 4)."""
+    generator = torch.Generator().manual_seed(3)
+    video = torch.nn.functional.normalize(torch.randn(4, 8, generator=generator), dim=1)
+    text = torch.nn.functional.normalize(torch.randn(4, 8, generator=generator), dim=1)
+    groups = torch.tensor([0, 1, 0, 2])
+    return video, text, groups[:, None] == groups[None, :]
+
+
+def test_two_captions_of_one_video_are_not_triplet_negatives():
+    video, text, same_video = _two_captions_of_one_video()
+    scores = (text @ video.T).tolist()
+    text_text, video_video = (text @ text.T).tolist(), (video @ video.T).tolist()
+    expected = 0.0
+    for i in range(4):
+        others = [j for j in range(4) if not same_video[i, j]]
+        for table in (scores, (text @ video.T).T.tolist(), text_text, video_video):
+            expected += max(max(0.2 - scores[i][i] + table[i][j], 0.0) for j in others)
+    loss = HardNegativeTripletLoss(0.2, intra_modal=True, reduction="sum")
+    assert loss(video, text, same_video).item() == pytest.approx(expected, rel=1e-5)
+    assert loss(video, text).item() != pytest.approx(expected, rel=1e-3)  # the mask matters
+
+
+def test_two_captions_of_one_video_are_not_infonce_negatives():
+    video, text, same_video = _two_captions_of_one_video()
+    scores = (text @ video.T / 0.1).tolist()
+    expected = 0.0
+    for i in range(4):
+        kept = [j for j in range(4) if j == i or not same_video[i, j]]
+        for row in (scores[i], [scores[j][i] for j in range(4)]):
+            denominator = sum(math.exp(row[j]) for j in kept)
+            expected += 0.5 * -math.log(math.exp(row[i]) / denominator)
+    loss = InfoNCELoss(0.1, reduction="sum")
+    assert loss(video, text, same_video).item() == pytest.approx(expected, rel=1e-5)
+    assert loss(video, text).item() != pytest.approx(expected, rel=1e-3)
+
+
+def test_sum_reduction_is_the_batch_size_times_the_mean():
+    video, text, same_video = _two_captions_of_one_video()
+    for kind in (HardNegativeTripletLoss, InfoNCELoss, MILNCELoss):
+        total = kind(reduction="sum")(video, text, same_video)
+        torch.testing.assert_close(total, 4 * kind(reduction="mean")(video, text, same_video))

@@ -6,7 +6,8 @@ from torch.nn import functional
 from supportset.model.decoder import CaptionDecoder
 from supportset.model.retrieval_model import ModelConfig, SupportSetModel
 from supportset.model.support_attention import mix, support_weights
-from supportset.train.objective import Batch, Objective
+from supportset.train.config import TrainConfig
+from supportset.train.objective import Batch, Objective, memory_width
 
 
 class NoContrast(torch.nn.Module):
@@ -87,13 +88,17 @@ def test_decoder_loss_equals_t5_captioning_loss(tiny_t5):
 
 def test_cross_captioning_gradients_reach_both_heads(tiny_t5):
     torch.manual_seed(0)
-    model = SupportSetModel(ModelConfig(dim=16, heads=2, ffn_dim=32, layers=1, dropout=0.0), 6, 5)
+    model = SupportSetModel(
+        ModelConfig(dim=16, heads=2, ffn_dim=32, layers=1, dropout=0.0, text_encoder="frozen"), 6, 5
+    )
     decoder = CaptionDecoder(tiny_t5, 16)
-    objective = Objective(model, NoContrast(), "cross", 10.0, 0.1, 0, decoder, seed=0)
+    objective = Objective(model, TrainConfig(caption_memory="head"), decoder)
+    objective.contrast = NoContrast()
     batch = Batch(
         torch.randn(4, 3, 6), torch.ones(4, 3, dtype=torch.bool),
         torch.randn(4, 4, 5), torch.ones(4, 4, dtype=torch.bool),
         torch.tensor([[5, 6, 1, 0]] * 4), torch.tensor([[True, True, True, False]] * 4),
+        torch.arange(4),
     )  # fmt: skip
     objective(batch)["loss"].backward()  # the captioning term only
     for head in (model.video_head, model.text_head):
@@ -110,3 +115,93 @@ def test_support_weights_for_several_captions_per_video():
     torch.testing.assert_close(cross.sum(dim=1), torch.ones(6))
     identity = support_weights(c_t, c_v, "identity", 0.1, owners=owners)
     assert identity.argmax(dim=1).tolist() == owners.tolist()
+
+
+def test_cross_leaves_out_every_row_of_the_captions_own_video():
+    groups = torch.tensor([0, 1, 0, 2, 1])  # rows 0 and 2, 1 and 4: two captions of a video
+    same_video = groups[:, None] == groups[None, :]
+    weights = support_weights(unit(5, seed=1), unit(5, seed=2), "cross", 0.1, same_video=same_video)
+    assert torch.all(weights[same_video] == 0)
+    torch.testing.assert_close(weights.sum(dim=1), torch.ones(5))
+
+
+def objective_with(tiny_t5, captioning: str, memory: str) -> Objective:
+    """A small model and decoder whose objective is the captioning term alone."""
+    torch.manual_seed(0)
+    model = SupportSetModel(
+        ModelConfig(dim=16, heads=2, ffn_dim=32, layers=1, dropout=0.0, text_encoder="frozen"),
+        6,
+        5,
+    )
+    config = TrainConfig(captioning=captioning, caption_memory=memory)
+    objective = Objective(model, config, CaptionDecoder(tiny_t5, memory_width(model, config)))
+    objective.contrast = NoContrast()
+    return objective
+
+
+def random_batch() -> Batch:
+    generator = torch.Generator().manual_seed(2)
+    return Batch(
+        torch.randn(4, 3, 6, generator=generator), torch.ones(4, 3, dtype=torch.bool),
+        torch.randn(4, 4, 5, generator=generator), torch.ones(4, 4, dtype=torch.bool),
+        torch.tensor([[5, 6, 1, 0]] * 4), torch.tensor([[True, True, True, False]] * 4),
+        torch.arange(4),
+    )  # fmt: skip
+
+
+def video_head_gradients(objective: Objective, batch: Batch) -> tuple[list, list]:
+    """d(caption loss)/d(video head parameters), and the part of it that flows through
+    c_v alone (the support-set attention weights)."""
+    model, captured = objective.model, []
+    encode = model.encode_videos
+
+    def capturing(*inputs):
+        outputs = encode(*inputs)
+        captured.append(outputs[0])
+        return outputs
+
+    model.encode_videos = capturing
+    loss = objective(batch)["loss"]
+    parameters = list(model.video_head.parameters())
+    total = torch.autograd.grad(loss, parameters, retain_graph=True, allow_unused=True)
+    through_c_v = torch.autograd.grad(loss, captured[0], retain_graph=True)[0]
+    chained = torch.autograd.grad(captured[0], parameters, through_c_v, allow_unused=True)
+    zero = [torch.zeros_like(p) for p in parameters]
+    return (
+        [g if g is not None else z for g, z in zip(total, zero, strict=True)],
+        [g if g is not None else z for g, z in zip(chained, zero, strict=True)],
+    )
+
+
+def test_identity_captioning_from_features_sends_no_gradient_to_the_video_head(tiny_t5):
+    objective = objective_with(tiny_t5, "identity", "features")
+    total, _ = video_head_gradients(objective, random_batch())
+    assert all(torch.all(gradient == 0) for gradient in total)
+    head = objective_with(tiny_t5, "identity", "head")  # today's path: the decoder reads it
+    total, _ = video_head_gradients(head, random_batch())
+    assert any(gradient.abs().sum() > 0 for gradient in total)
+
+
+def test_cross_captioning_from_features_reaches_the_video_head_only_through_attention(tiny_t5):
+    objective = objective_with(tiny_t5, "cross", "features")
+    total, through_weights = video_head_gradients(objective, random_batch())
+    assert any(gradient.abs().sum() > 0 for gradient in total)
+    for gradient, expected in zip(total, through_weights, strict=True):
+        torch.testing.assert_close(gradient, expected)
+    head = objective_with(tiny_t5, "cross", "head")
+    total, through_weights = video_head_gradients(head, random_batch())
+    differences = [(g - e).abs().max() for g, e in zip(total, through_weights, strict=True)]
+    assert max(differences) > 1e-4  # with the head's sequence there is a second path
+
+
+def test_the_decoder_reads_the_features_width(tiny_t5):
+    assert objective_with(tiny_t5, "cross", "features").decoder.projection.in_features == 6
+    assert objective_with(tiny_t5, "cross", "head").decoder.projection.in_features == 16
+
+
+def test_sentence_mean_is_the_token_mean_times_tokens_per_caption(tiny_t5):
+    batch = random_batch()  # 3 tokens in each of 4 captions
+    token_mean = objective_with(tiny_t5, "identity", "features")(batch)["caption"]
+    objective = objective_with(tiny_t5, "identity", "features")
+    objective.config = TrainConfig(captioning="identity", caption_reduction="sentence_mean")
+    torch.testing.assert_close(objective(batch)["caption"], 3 * token_mean)

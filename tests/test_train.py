@@ -1,4 +1,5 @@
 import csv
+import logging
 import re
 import traceback
 from pathlib import Path
@@ -11,10 +12,21 @@ from supportset.features.bank import FeatureBank, SplitData, clip_split, pad_bat
 from supportset.features.store import ShardWriter, text_schema, visual_schema
 from supportset.model.checkpoint import load_model, save_checkpoint
 from supportset.model.retrieval_model import ModelConfig, SupportSetModel
-from supportset.train.loop import TrainConfig, _epoch_plan, train, validate
+from supportset.train.config import TrainConfig
+from supportset.train.loop import validate
 from supportset.train.objective import Batch
+from supportset.train.plan import epoch_plan
+from tests.train_runs import train
 
-MODEL = ModelConfig(dim=32, heads=2, ffn_dim=64, layers=1, dropout=0.0, input_norm="standardize")
+MODEL = ModelConfig(
+    dim=32,
+    heads=2,
+    ffn_dim=64,
+    layers=1,
+    dropout=0.0,
+    input_norm="standardize",
+    text_encoder="frozen",
+)
 TRAINING = TrainConfig(batch_size=16, lr=3e-3, epochs=12, max_video_seconds=6, captioning="none")
 # what draws at random in training: dropout in the heads (and the T5 decoder's, 0.1), the
 # support sets of cross-captioning (subsets of 3), over several epochs
@@ -284,7 +296,13 @@ def test_milnce_training_with_several_captions_per_video(tmp_path):
     t5 = save_tiny_t5(tmp_path / "t5")
     bank, train_split, val_split = synthetic_bank()
     config = TrainConfig(
-        **{**TRAINING.__dict__, "loss": "milnce", "captions_per_video": 2, "captioning": "cross"}
+        **{
+            **TRAINING.__dict__,
+            "loss": "milnce",
+            "captions_per_video": 2,
+            "captioning": "cross",
+            "epoch_unit": "videos",
+        }
     )
     best = train(
         bank, train_split, val_split, MODEL, config, tmp_path / "m.pt", tmp_path / "l.csv", t5
@@ -340,9 +358,17 @@ def test_clip_is_the_steps_timed_inside_the_segment():
 
 def test_clip_training_reads_neighbouring_segments_and_their_span():
     bank, train_split, _ = clip_bank()
-    config = TrainConfig(**{**TRAINING.__dict__, "clips": True, "captions_per_video": 2})
-    keys = _epoch_plan(train_split, config, np.random.default_rng(0), 0, 1)
-    video_ids, caption_ids, windows = keys[0]
+    config = TrainConfig(
+        **{
+            **TRAINING.__dict__,
+            "clips": True,
+            "loss": "milnce",
+            "captions_per_video": 2,
+            "epoch_unit": "videos",
+        }
+    )
+    keys = epoch_plan(train_split, config, np.random.default_rng(0), 0, 1)
+    video_ids, caption_ids, windows, _ = keys[0]
     for position, video_id in enumerate(video_ids):
         first, second = caption_ids[2 * position : 2 * position + 2]
         assert first.split("_")[0] == second.split("_")[0] == video_id
@@ -351,7 +377,7 @@ def test_clip_training_reads_neighbouring_segments_and_their_span():
             3.0 * int(first.split("_")[1]),
             3.0 * int(first.split("_")[1]) + 6.0,
         )
-    batch = Batch.read(bank, list(video_ids), list(caption_ids), 32, windows)
+    batch = Batch.read(bank, keys[0], 32)
     assert batch.video.shape[1] == 6 and batch.video_valid.all()
 
 
@@ -362,7 +388,13 @@ def test_clip_training_learns_segment_level_retrieval(tmp_path):
     recalls = {}
     for clips in (True, False):
         config = TrainConfig(
-            **{**TRAINING.__dict__, "clips": clips, "loss": "milnce", "captions_per_video": 2}
+            **{
+                **TRAINING.__dict__,
+                "clips": clips,
+                "loss": "milnce",
+                "captions_per_video": 2,
+                "epoch_unit": "videos",
+            }
         )
         folder = tmp_path / str(clips)
         folder.mkdir()
@@ -381,3 +413,72 @@ def test_clip_training_learns_segment_level_retrieval(tmp_path):
     with pytest.raises(ValueError, match=r"training\.clips needs captions with start and end"):
         clip_config = TrainConfig(**{**TRAINING.__dict__, "clips": True})
         train(bank, whole, val_split, MODEL, clip_config, tmp_path / "x.pt", tmp_path / "x.csv")
+
+
+def train_rows(path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_selection_last_keeps_the_last_epoch_and_trains_without_validation(tmp_path, caplog):
+    bank, train_split, _ = synthetic_bank()
+    config = TrainConfig(**{**TRAINING.__dict__, "epochs": 3, "selection": "last"})
+    with caplog.at_level(logging.INFO):
+        kept = train(bank, train_split, None, MODEL, config, tmp_path / "m.pt", tmp_path / "l.csv")
+    assert kept == {"epoch": 3}
+    assert "epoch 3: loss" in caplog.text and "no validation split" in caplog.text
+    rows = train_rows(tmp_path / "l.csv")
+    assert [row["rsum"] for row in rows if row["kind"] == "val"] == ["", "", ""]
+    assert (tmp_path / "train_curves.png").is_file()
+    state = torch.load(tmp_path / "training_state.pt", weights_only=True)
+    last = state["objective"]
+    for name, value in checkpoint_weights(tmp_path / "m.pt").items():
+        torch.testing.assert_close(value, last[f"model.{name}"])
+    with pytest.raises(ValueError, match="selection 'val' needs a validation split"):
+        train(bank, train_split, None, MODEL, TRAINING, tmp_path / "x.pt", tmp_path / "x.csv")
+
+
+def test_selection_last_with_a_validation_split_still_keeps_the_last_epoch(tmp_path):
+    bank, train_split, val_split = synthetic_bank()
+    config = TrainConfig(**{**TRAINING.__dict__, "epochs": 2, "selection": "last"})
+    kept = train(bank, train_split, val_split, MODEL, config, tmp_path / "m.pt", tmp_path / "l.csv")
+    assert kept["epoch"] == 2
+    assert float(train_rows(tmp_path / "l.csv")[-1]["rsum"]) == pytest.approx(kept["rsum"])
+
+
+def test_an_epoch_visits_every_pair_and_says_how_many_steps(tmp_path, caplog):
+    bank, train_split, val_split = synthetic_bank()  # 48 training videos, 2 captions each
+    steps = {}
+    for unit in ("pairs", "videos"):
+        config = TrainConfig(**{**TRAINING.__dict__, "epochs": 1, "epoch_unit": unit})
+        with caplog.at_level(logging.INFO):
+            train(bank, train_split, val_split, MODEL, config, tmp_path / unit / "m.pt",
+                  tmp_path / unit / "l.csv")  # fmt: skip
+        steps[unit] = sum(row["kind"] == "train" for row in train_rows(tmp_path / unit / "l.csv"))
+    assert steps == {"pairs": 6, "videos": 3}  # 96 pairs or 48 videos in batches of 16
+    assert "an epoch visits 96 pairs (training.epoch_unit pairs) in 6 steps of up to 16" in (
+        caplog.text
+    )
+
+
+def test_several_splits_train_together():
+    bank, train_split, val_split = synthetic_bank()
+    ids = [*train_split.video_ids, *val_split.video_ids]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("supportset.features.bank.read_videos", lambda _: videos_listed(ids))
+        patch.setattr("supportset.features.bank.read_captions", lambda _: captions_listed(ids))
+        both = bank.split("videos", "captions", ["train", "val"])
+    assert both.video_ids == ids
+    assert len(both.caption_ids) == len(train_split.caption_ids) + len(val_split.caption_ids)
+
+
+def videos_listed(ids: list[str]) -> list[dict]:
+    """Manifest rows: the first 48 videos train, the rest val."""
+    return [{"video_id": v, "split": "train" if i < 48 else "val"} for i, v in enumerate(ids)]
+
+
+def captions_listed(ids: list[str]) -> list[dict]:
+    splits = {row["video_id"]: row["split"] for row in videos_listed(ids)}
+    return [
+        {"caption_id": f"{v}_{k}", "video_id": v, "split": splits[v]} for v in ids for k in range(2)
+    ]

@@ -22,7 +22,7 @@ import torch.distributed as dist
 import torch.multiprocessing as multiprocessing
 
 from supportset.data.manifest import write_manifest
-from supportset.train.loop import TrainConfig, train
+from supportset.train.config import TrainConfig
 from tests.conftest import free_port
 from tests.test_train import (
     CROSS_TRAINING,
@@ -35,6 +35,7 @@ from tests.test_train import (
     synthetic_bank,
     write_bank_shards,
 )
+from tests.train_runs import train
 
 
 def assert_same_run(first: Path, second: Path) -> None:

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 log = logging.getLogger("supportset")
 
@@ -201,29 +202,36 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 
 def train(args: argparse.Namespace) -> None:
-    """Train the pooling heads; keep the epoch that is best on the validation split."""
+    """Train the pooling heads; keep the epoch `training.selection` names."""
+    from supportset.data.manifest import read_videos
     from supportset.distributed import start_from_environment
     from supportset.features.bank import FeatureBank
     from supportset.model.retrieval_model import ModelConfig
     from supportset.settings import from_json
-    from supportset.train.loop import TrainConfig
+    from supportset.train.config import TrainConfig
+    from supportset.train.loop import TrainData, TrainOutputs
     from supportset.train.loop import train as run
 
     start_from_environment()
+    config = from_json(TrainConfig, args.training_settings)
     bank = FeatureBank.load(args.visual, args.text, args.cache_mb)
-    best = run(
+    has_val = any(video["split"] == "val" for video in read_videos(args.videos))
+    validation = has_val and "val" not in config.train_splits
+    data = TrainData(
         bank,
-        bank.split(args.videos, args.captions, "train"),
-        bank.split(args.videos, args.captions, "val"),
+        bank.split(args.videos, args.captions, config.train_splits),
+        bank.split(args.videos, args.captions, "val") if validation else None,
+    )
+    kept = run(
+        data,
         from_json(ModelConfig, args.model_settings),
-        from_json(TrainConfig, args.training_settings),
-        args.out_model,
-        args.out_log,
+        config,
+        TrainOutputs(Path(args.out_model), Path(args.out_log)),
         args.text_model,
         [*args.visual, *args.text],
         args.workers,
     )
-    log.info("best epoch %d: val %s", best["epoch"], json.dumps(best))
+    log.info("kept epoch %d (%s): %s", kept["epoch"], config.selection, json.dumps(kept))
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:

@@ -18,6 +18,7 @@ import yaml
 
 from supportset.data.adapters import ADAPTERS
 from supportset.retrieval.reference import PAPER_RECALL_AT
+from supportset.train.config import FINE_TUNING_EPOCH_FRACTION, TrainConfig
 
 
 class ConfigError(ValueError):
@@ -65,6 +66,7 @@ def check_cross_references(config: dict, schema: dict) -> None:
                 )
     for name, experiment in config.get("experiments", {}).items():
         _check_overrides(experiment.get("overrides", {}), f"experiments.{name}", schema)
+    _check_training_combinations(config)
     for name, table in config.get("tables", {}).items():
         if table["dataset"] not in config.get("datasets", {}):
             raise ConfigError(
@@ -89,6 +91,9 @@ def section_settings(
     """The effective settings of one section: defaults, then dataset, then experiment overrides.
 
     An evaluation protocol `auto` becomes the one the dataset's split was published with.
+    Training from `init_from` runs a quarter of the epochs (at least one), as appendix 6.2
+    does for fine-tuning ("we reduce training epochs into quarters"), unless the
+    experiment's own overrides set `epochs`.
     Returns a new dict; the config is not modified.
     """
     settings = copy.deepcopy(config[section])
@@ -97,9 +102,28 @@ def section_settings(
     if experiment is not None:
         experiment_overrides = config["experiments"][experiment].get("overrides", {})
         _deep_update(settings, experiment_overrides.get(section, {}))
+        explicit = "epochs" in experiment_overrides.get(section, {})
+        if section == "training" and settings.get("init_from") and not explicit:
+            settings["epochs"] = max(1, round(settings["epochs"] / FINE_TUNING_EPOCH_FRACTION))
     if section == "evaluation" and settings.get("protocol") == "auto":
         settings["protocol"] = published_protocol(config["datasets"][dataset], dataset)
     return settings
+
+
+def _check_training_combinations(config: dict) -> None:
+    """Training settings that are valid one by one but not together (e.g. selection 'val'
+    while training on val), for every dataset and experiment."""
+    if "training" not in config:
+        return
+    for dataset in config.get("datasets", {}):
+        for experiment in config.get("experiments", {}):
+            values = section_settings(config, "training", dataset, experiment)
+            try:
+                TrainConfig(**values)
+            except (TypeError, ValueError) as error:
+                raise ConfigError(
+                    f"config key 'training' (dataset {dataset}, experiment {experiment}): {error}"
+                ) from None
 
 
 def published_protocol(dataset: dict, name: str) -> str:

@@ -9,7 +9,7 @@ on demand (see `ShardSequences`), so memory does not grow with the size of the s
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,12 +90,18 @@ class FeatureBank:
         return next(iter(self.texts.values())).shape[1]
 
     def split(
-        self, videos_manifest: str | Path, captions_manifest: str | Path, split: str
+        self,
+        videos_manifest: str | Path,
+        captions_manifest: str | Path,
+        split: str | Sequence[str],
     ) -> SplitData:
-        """The usable ids of `split`, in manifest order; logs what is missing."""
-        listed = [v["video_id"] for v in read_videos(videos_manifest) if v["split"] == split]
+        """The usable ids of `split` (or of several splits together), in manifest order;
+        logs what is missing."""
+        names = {split} if isinstance(split, str) else set(split)
+        split = "+".join(sorted(names))
+        listed = [v["video_id"] for v in read_videos(videos_manifest) if v["split"] in names]
         with_features = {video_id for video_id in listed if video_id in self.videos}
-        captions = [c for c in read_captions(captions_manifest) if c["split"] == split]
+        captions = [c for c in read_captions(captions_manifest) if c["split"] in names]
         kept = [
             c for c in captions if c["video_id"] in with_features and c["caption_id"] in self.texts
         ]

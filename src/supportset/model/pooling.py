@@ -1,11 +1,25 @@
 """Transformer pooling heads (paper section 3.2, eq. 4, fig. 4).
 
 A head maps a padded sequence (B, T, D_in) with a validity mask (B, T) to one vector (B, d):
-pre-encoder f (video: one-layer MLP; text: bi-directional GRU) -> prepend a learned
-aggregation token -> `layers` x [e_attn = BN(MHA(e) + e); e = BN(FFN(e_attn) + e_attn)]
--> the aggregation token's output (the first position). Padding is masked in attention and
-BatchNorm statistics are computed over valid positions only. `mean` and `max` pooling of
-the pre-encoded sequence are the ablations of the paper's Table 2b.
+pre-encoder f -> prepend a learned aggregation token -> `layers` x
+[e_attn = BN(MHA(e) + e); e = BN(FFN(e_attn) + e_attn)] -> the aggregation token's output
+(the first position). Padding is masked in attention and BatchNorm statistics are computed
+over valid positions only. `mean` and `max` pooling of the pre-encoded sequence are the
+ablations of the paper's Table 2b.
+
+The paper names the pre-encoders twice. Section 3.2: "we integrate CNNs into our transformer
+pooling heads to better capture video temporal signals ... f is a pre-encoder that refines the
+video representation; we found empirically that a 1D CNN works well for this purpose", and
+for text "f is set to a recurrent neural network (RNN) instead of a CNN". Appendix 6.1: "we
+use a one-layer MLP with a d-dimensional output for mapping video features into the common
+embedding space. We use 1024-dimension bi-directional GRU as the text pre-encoder. For the
+1D-CNN prior, we use kernels with size [2, 3, 4, 6] as the visual and text pre-encoders."
+`pre_encoder` builds f from its setting:
+- video (`model.video_pre_encoder`): `mlp` (the MLP alone), `cnn` (the 1D-CNN on the raw
+  features) or `mlp+cnn` (the MLP maps D_in -> d, then the 1D-CNN d -> d);
+- text (`model.text_pre_encoder`): `gru` (the bi-GRU alone), `cnn` (the 1D-CNN on the T5
+  states) or `gru+cnn` (the bi-GRU maps D_in -> d, then the 1D-CNN d -> d).
+Every pre-encoder returns zeros at padded positions, and padded inputs never reach valid ones.
 """
 
 from __future__ import annotations
@@ -152,6 +166,40 @@ class CNNPreEncoder(nn.Module):
             for conv, kernel in zip(self.convs, self.KERNELS, strict=True)
         ]
         return torch.relu(torch.cat(outputs, dim=1)).transpose(1, 2) * valid.unsqueeze(-1)
+
+
+class ChainedPreEncoder(nn.Module):
+    """Pre-encoders applied in turn, (B, T, D_in) -> (B, T, d): the first maps D_in -> d, the
+    rest d -> d. Each stage zeroes padded positions, so the chain does too."""
+
+    def __init__(self, stages: Iterable[nn.Module]) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList(stages)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        for stage in self.stages:
+            x = stage(x, valid)
+        return x
+
+
+PRE_ENCODER_STAGES = {"mlp": MLPPreEncoder, "gru": GRUPreEncoder, "cnn": CNNPreEncoder}
+PRE_ENCODER_CHOICES = {
+    "model.video_pre_encoder": ("mlp", "cnn", "mlp+cnn"),
+    "model.text_pre_encoder": ("gru", "cnn", "gru+cnn"),
+}
+
+
+def pre_encoder(setting: str, name: str, in_dim: int, dim: int, dropout: float) -> nn.Module:
+    """The pre-encoder f called `name` for `setting` (a key of PRE_ENCODER_CHOICES),
+    (B, T, in_dim) -> (B, T, dim). A single name is that module itself (so its state-dict
+    keys are those of older checkpoints); 'a+b' chains a (in_dim -> dim) and b (dim -> dim),
+    each stage with its own input dropout."""
+    if name not in PRE_ENCODER_CHOICES[setting]:
+        raise ValueError(f"{setting} must be one of {PRE_ENCODER_CHOICES[setting]}, got '{name}'")
+    first, *rest = name.split("+")
+    stages = [PRE_ENCODER_STAGES[first](in_dim, dim, dropout)]
+    stages += [PRE_ENCODER_STAGES[stage](dim, dim, dropout) for stage in rest]
+    return stages[0] if len(stages) == 1 else ChainedPreEncoder(stages)
 
 
 class PoolingHead(nn.Module):

@@ -18,13 +18,7 @@ import transformers
 from torch import nn
 from torch.nn import functional
 
-from supportset.model.pooling import (
-    CNNPreEncoder,
-    GRUPreEncoder,
-    MLPPreEncoder,
-    PoolingHead,
-    Standardize,
-)
+from supportset.model.pooling import PoolingHead, Standardize, pre_encoder
 
 
 @dataclass
@@ -36,9 +30,17 @@ class ModelConfig:
     dropout: float = 0.3  # dropout in the heads (0.0 for ActivityNet)
     pooling: str = "transformer"  # video head: transformer | mean | max (Table 2b)
     input_norm: str = "none"  # none | standardize: visual features to zero mean, unit variance
-    video_pre_encoder: str = "mlp"  # mlp | cnn (kernels 2, 3, 4, 6)
-    text_pre_encoder: str = "gru"  # gru | cnn
-    text_encoder: str = "frozen"  # frozen: cached T5 states; finetune: T5 encoder trained too
+    # Pre-encoders f: mlp | cnn | mlp+cnn (video), gru | cnn | gru+cnn (text). The chained
+    # readings are the only ones that use every component both passages name: the MLP maps
+    # into the embedding space (appendix 6.1), the CNN is the f of eq. 4 ("we integrate CNNs
+    # into our transformer pooling heads", section 3.2); the text keeps its RNN (section 3.2)
+    # and gets the CNN "as the ... text pre-encoders" (appendix 6.1).
+    video_pre_encoder: str = "mlp+cnn"
+    text_pre_encoder: str = "gru+cnn"
+    # finetune: the T5 encoder trained with the heads, as 3.2 does ("we use eq. (3) to
+    # finetune the parameters of all networks except the video encoder"); frozen: the
+    # cached T5 states of embed_text (several times cheaper)
+    text_encoder: str = "finetune"
 
 
 class SupportSetModel(nn.Module):
@@ -67,11 +69,16 @@ class SupportSetModel(nn.Module):
             pooling=config.pooling,
         )
         self.video_norm = Standardize(video_dim)
-        video_pre = {"mlp": MLPPreEncoder, "cnn": CNNPreEncoder}[config.video_pre_encoder]
-        text_pre = {"gru": GRUPreEncoder, "cnn": CNNPreEncoder}[config.text_pre_encoder]
-        self.video_head = PoolingHead(video_pre(video_dim, config.dim, config.dropout), **head)
+        dim, dropout = config.dim, config.dropout
+        video_pre = pre_encoder(
+            "model.video_pre_encoder", config.video_pre_encoder, video_dim, dim, dropout
+        )
+        text_pre = pre_encoder(
+            "model.text_pre_encoder", config.text_pre_encoder, text_dim, dim, dropout
+        )
+        self.video_head = PoolingHead(video_pre, **head)
         text_head = {**head, "pooling": "transformer"}  # Table 2b ablates the video side only
-        self.text_head = PoolingHead(text_pre(text_dim, config.dim, config.dropout), **text_head)
+        self.text_head = PoolingHead(text_pre, **text_head)
 
     def embed_videos(self, features: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """(B, T, D_v), (B, T) bool -> (B, d) unit vectors."""

@@ -6,11 +6,14 @@ w_ij = softmax_{j in S_i}(<c_t^i, c_v^j> / T). Variants:
   full      S_i = the whole batch;
   hybrid    the mean of the identity and full weights;
   cross     S_i = the batch without i (the paper's default): caption i must be
-            reconstructed from other videos only.
+            reconstructed from other videos only. With epochs over pairs a batch can hold
+            another caption of the same video, in a row of its own; cross leaves out every
+            row of caption i's video, so that it is never reconstructed from its own video.
 A support-set size k > 0 draws S_i as k random members of the allowed set (Table 2f).
-e_v^j is the video head's contextualised sequence (see SupportSetModel.encode_videos);
-sequences of different lengths are mixed position by position, padding counting as zeros,
-and a mixed position is valid where any weighted video is.
+e_v^j is the caption memory (`training.caption_memory`): by default the video encoder's
+output Psi'(v), the frozen per-second features (section 3.2). Sequences of different
+lengths are mixed position by position, padding counting as zeros, and a mixed position
+is valid where any weighted video is.
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ def support_weights(
     support_size: int = 0,
     generator: torch.Generator | None = None,
     owners: torch.Tensor | None = None,
+    same_video: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Attention weights (N, B), rows summing to one, for captions c_t (N, d) over videos
-    c_v (B, d), unit vectors; owners (N,) is each caption's own video (default: caption
-    i belongs to video i, N = B)."""
+    c_v (B, d), unit vectors; owners (N,) is each caption's own video row (default: caption
+    i belongs to video i, N = B) and same_video (N, B) bool every row showing that video
+    (default: the owner's row only)."""
     if owners is None:
         owners = torch.arange(len(c_t), device=c_t.device)
     identity = functional.one_hot(owners, len(c_v)).to(c_t.dtype)  # (N, B)
@@ -38,9 +43,9 @@ def support_weights(
         return identity
     if variant not in ("full", "hybrid", "cross"):
         raise ValueError(f"unknown captioning variant '{variant}'")
-    allowed = (
-        ~identity.bool() if variant == "cross" else torch.ones_like(identity, dtype=torch.bool)
-    )
+    if same_video is None:
+        same_video = identity.bool()
+    allowed = ~same_video if variant == "cross" else torch.ones_like(same_video)
     if support_size > 0:
         allowed &= _random_subsets(allowed, support_size, generator)
     logits = (c_t @ c_v.T / temperature).masked_fill(~allowed, float("-inf"))  # (N, B)

@@ -19,7 +19,7 @@ def plot_curves(log_csv: str | Path, out_png: str | Path) -> None:
     with open(log_csv, newline="") as handle:
         rows = list(csv.DictReader(handle))
     steps = [row for row in rows if row["kind"] == "train"]
-    epochs = [row for row in rows if row["kind"] == "val"]
+    epochs = [row for row in rows if row["kind"] == "val" and row["rsum"]]  # validated
     figure, (losses, recalls) = pyplot.subplots(1, 2, figsize=(11, 4))
     for name in ("loss", "contrast", "caption"):
         losses.plot([int(r["step"]) for r in steps], [float(r[name]) for r in steps], label=name)

@@ -23,9 +23,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from supportset.features.bank import FeatureBank
 from supportset.train.objective import Batch
+from supportset.train.plan import BatchKey
 
-# (video ids, caption ids grouped by video, clip (start, end) s per video or None)
-BatchKey = tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[float, float], ...] | None]
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 
 
@@ -46,11 +45,8 @@ class BatchReader(Dataset):
         self.max_video_seconds = max_video_seconds
 
     def __getitem__(self, key: BatchKey) -> Batch | ReadFailure:
-        video_ids, caption_ids, windows = key
         try:
-            return Batch.read(
-                self.bank, list(video_ids), list(caption_ids), self.max_video_seconds, windows
-            )
+            return Batch.read(self.bank, key, self.max_video_seconds)
         except Exception as error:  # raised by BatchLoader, in the main process
             return ReadFailure(error)
 

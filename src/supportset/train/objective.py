@@ -1,52 +1,56 @@
-"""The training objective: L = L_contrast + lambda * L_cross-captioning (paper 3.1)."""
+"""The training objective: L = L_contrast + lambda * L_cross-captioning (paper 3.1).
+
+Both terms are reduced as `TrainConfig.contrast_reduction` and `caption_reduction` say;
+by default the triplet loss is summed over the batch and the captioning loss is T5's
+token mean, so that at lambda = 10 the two weighted terms have similar magnitudes, as
+3.1.2 says they do ("We set lambda = 10 to ensure similar magnitudes for both losses").
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-import numpy as np
 import torch
 from torch import nn
 
 from supportset.distributed import all_sum, gather, rank_and_size
 from supportset.features.bank import FeatureBank, pad_batch, pad_token_ids
+from supportset.losses import contrastive_loss
 from supportset.model.decoder import CaptionDecoder
 from supportset.model.retrieval_model import SupportSetModel
 from supportset.model.support_attention import mix, support_weights
+from supportset.train.config import TrainConfig
+from supportset.train.plan import BatchKey
 
 
 @dataclass
 class Batch:
-    """One training batch on its device; row i pairs video i with caption i."""
+    """One training batch on its device; video row i is the video of captions
+    i*K .. (i+1)*K - 1 (K = captions per video row, 1 but for MIL-NCE bags)."""
 
     video: torch.Tensor  # (B, T, D_v) visual features
     video_valid: torch.Tensor  # (B, T) bool
-    text: torch.Tensor  # (B, L, D_t) T5 token states
-    text_valid: torch.Tensor  # (B, L) bool
-    tokens: torch.Tensor  # (B, L) int64 T5 token ids of the captions
-    token_valid: torch.Tensor  # (B, L) bool
+    text: torch.Tensor  # (N, L, D_t) T5 token states
+    text_valid: torch.Tensor  # (N, L) bool
+    tokens: torch.Tensor  # (N, L) int64 T5 token ids of the captions
+    token_valid: torch.Tensor  # (N, L) bool
+    groups: torch.Tensor  # (B,) int64: rows of equal label show the same video
 
     @classmethod
-    def read(
-        cls,
-        bank: FeatureBank,
-        video_ids: list[str],
-        caption_ids: list[str],
-        max_video_seconds: float,
-        windows: tuple[tuple[float, float], ...] | None = None,
-    ) -> Batch:
-        """The batch of these videos and captions, on CPU: each video's first
-        `max_video_seconds`, or with `windows` the (start, end) clip of each video."""
-        if windows is None:
-            sequences = [bank.videos[v] for v in video_ids]
+    def read(cls, bank: FeatureBank, key: BatchKey, max_video_seconds: float) -> Batch:
+        """The batch of a plan's key, on CPU: each video's first `max_video_seconds`, or
+        with windows the (start, end) clip of each row."""
+        if key.windows is None:
+            sequences = [bank.videos[v] for v in key.video_ids]
         else:
             sequences = [
-                bank.clip(v, *window) for v, window in zip(video_ids, windows, strict=True)
+                bank.clip(v, *window) for v, window in zip(key.video_ids, key.windows, strict=True)
             ]
         video, video_valid = pad_batch(sequences, bank.steps(max_video_seconds))
-        text, text_valid = pad_batch([bank.texts[c] for c in caption_ids], 1 << 30)
-        tokens, token_valid = pad_token_ids([bank.token_ids[c] for c in caption_ids])
-        return cls(video, video_valid, text, text_valid, tokens, token_valid)
+        text, text_valid = pad_batch([bank.texts[c] for c in key.caption_ids], 1 << 30)
+        tokens, token_valid = pad_token_ids([bank.token_ids[c] for c in key.caption_ids])
+        groups = torch.tensor(key.groups, dtype=torch.long)
+        return cls(video, video_valid, text, text_valid, tokens, token_valid, groups)
 
     def to(self, device: torch.device) -> Batch:
         return Batch(*(getattr(self, f.name).to(device, non_blocking=True) for f in fields(self)))
@@ -61,25 +65,23 @@ class Objective(nn.Module):
     loss of the support-set decoder; `forward` returns the total and both parts."""
 
     def __init__(
-        self,
-        model: SupportSetModel,
-        contrast: nn.Module,
-        captioning: str,
-        caption_weight: float,
-        temperature: float,
-        support_set_size: int,
-        decoder: CaptionDecoder | None,
-        seed: int,
+        self, model: SupportSetModel, config: TrainConfig, decoder: CaptionDecoder | None
     ) -> None:
         super().__init__()
+        if (config.captioning == "none") != (decoder is None):
+            raise ValueError("training.captioning 'none' takes no decoder, the others one")
         self.model = model
-        self.contrast = contrast
-        self.captioning = captioning
-        self.caption_weight = caption_weight
-        self.temperature = temperature
-        self.support_set_size = support_set_size
+        self.config = config
+        self.contrast = contrastive_loss(
+            config.loss,
+            config.margin,
+            config.negatives,
+            config.intra_modal,
+            config.nce_temperature,
+            config.contrast_reduction,
+        )
         self.decoder = decoder
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(config.seed)
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         """This rank's share of the loss ("loss", to backpropagate) and the global batch's
@@ -88,30 +90,39 @@ class Objective(nn.Module):
         c_v_local, e_v_local, e_valid_local = self.model.encode_videos(
             batch.video, batch.video_valid
         )  # (b, d), (b, T', d), (b, T')
-        c_t_local = self.model.embed_texts(*text_input(self.model, batch))  # (b, d)
+        c_t_local = self.model.embed_texts(*text_input(self.model, batch))  # (n, d)
         c_v, c_t = gather(c_v_local), gather(c_t_local)  # (B, d), (N, d): the global batch
+        groups = gather(batch.groups)  # (B,)
         owners = torch.arange(len(c_v), device=c_v.device).repeat_interleave(len(c_t) // len(c_v))
-        contrast = self.contrast(c_v, c_t, owners)
+        same_video = groups[owners][:, None] == groups[None, :]  # (N, B)
+        contrast = self.contrast(c_v, c_t, same_video)
         share = contrast / size
         if self.decoder is None:
             return {"loss": share, "contrast": contrast.detach(), "caption": torch.zeros(())}
-        e_v = gather(e_v_local)  # (B, T', d)
+        if self.config.caption_memory == "features":
+            e_v_local = self.model.video_norm(batch.video)  # Psi'(v): fixed, no gradient
+            e_valid_local = batch.video_valid
+        e_v = gather(e_v_local)  # (B, T', D)
         e_valid = gather(e_valid_local.float()) > 0.5
         weights = support_weights(
             c_t,
             c_v,
-            self.captioning,
-            self.temperature,
-            self.support_set_size,
+            self.config.captioning,
+            self.config.temperature,
+            self.config.support_set_size,
             self.generator,
             owners,
+            same_video,
         )  # (N, B), identical on every rank
         local = slice(rank * len(c_t_local), (rank + 1) * len(c_t_local))
-        memory, memory_valid = mix(weights[local], e_v, e_valid)  # (b, T', d)
+        memory, memory_valid = mix(weights[local], e_v, e_valid)  # (n, T', D)
         nll, tokens = self.decoder(memory, memory_valid, batch.tokens, batch.token_valid)
-        caption_share = nll / all_sum(tokens.detach())
+        if self.config.caption_reduction == "token_mean":
+            caption_share = nll / all_sum(tokens.detach())
+        else:
+            caption_share = nll / all_sum(nll.new_tensor(float(len(batch.tokens))))
         return {
-            "loss": share + self.caption_weight * caption_share,
+            "loss": share + self.config.caption_weight * caption_share,
             "contrast": contrast.detach(),
             "caption": all_sum(caption_share.detach()),
         }
@@ -124,39 +135,7 @@ def text_input(model: SupportSetModel, batch: Batch) -> tuple[torch.Tensor, torc
     return batch.text, batch.text_valid
 
 
-def sample_captions(
-    captions_of_video: dict[str, list[str]],
-    video_ids: list[str],
-    rng: np.random.Generator,
-    per_video: int = 1,
-    windows: dict[str, tuple[float, float]] | None = None,
-) -> list[str]:
-    """`per_video` captions of each video drawn at random (without repeats when it has
-    enough), grouped by video in the order of `video_ids`. With `windows` (caption times,
-    for clips) several captions are neighbours: `per_video` consecutive segments in time."""
-    drawn = []
-    for video_id in video_ids:
-        captions = captions_of_video[video_id]
-        if per_video == 1:
-            drawn.append(rng.choice(captions))
-        elif windows is not None and len(captions) >= per_video:
-            ordered = sorted(captions, key=lambda caption: windows[caption])
-            first = rng.integers(0, len(ordered) - per_video + 1)
-            drawn.extend(ordered[first : first + per_video])
-        else:
-            drawn.extend(rng.choice(captions, size=per_video, replace=len(captions) < per_video))
-    return drawn
-
-
-def clip_windows(
-    caption_ids: list[str], per_video: int, windows: dict[str, tuple[float, float]] | None
-) -> tuple[tuple[float, float], ...] | None:
-    """For clips, each video's (start, end) in seconds: the span of its `per_video`
-    consecutive captions' segments; None when training on whole videos."""
-    if windows is None:
-        return None
-    spans = []
-    for first in range(0, len(caption_ids), per_video):
-        times = [windows[caption] for caption in caption_ids[first : first + per_video]]
-        spans.append((min(start for start, _ in times), max(end for _, end in times)))
-    return tuple(spans)
+def memory_width(model: SupportSetModel, config: TrainConfig) -> int:
+    """Width of the sequence the caption decoder reads: the visual features' (features)
+    or the joint space's (head)."""
+    return model.video_dim if config.caption_memory == "features" else model.config.dim

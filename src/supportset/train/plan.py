@@ -1,0 +1,135 @@
+"""Which pairs each step trains on: an epoch's batches, decided in the main process from
+the loop's seeded generator (the same on every rank), so that the run does not depend on
+the number of reader workers.
+
+`training.epoch_unit`:
+- `pairs` (the paper's): every (video, caption) pair of the training split once per
+  epoch, in a random order. Appendix 6.1 counts epochs in pairs: "it takes 12 GPU hours to
+  train our full model on 180K video-text pairs for 20 epochs" (MSR-VTT, 9K videos x 20
+  captions). A batch may then hold two captions of one video: each gets its own row of
+  that video, and the rows share a group label, so that they are never each other's
+  negatives (see losses.py and model/support_attention.py).
+- `videos`: every training video once per epoch, with `captions_per_video` of its
+  captions drawn at random (neighbouring segments for clips: the MIL-NCE bag).
+
+With `clips`, a row's video is cut to its caption's segment (or to the span of its bag).
+A global batch is trimmed to a multiple of the world size, rank r taking the r-th equal
+slice of its rows, and a batch with fewer than two distinct videos is dropped.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from supportset.features.bank import SplitData
+from supportset.train.config import TrainConfig
+
+Window = tuple[float, float]  # (start, end) of a clip, seconds
+
+
+class BatchKey(NamedTuple):
+    """What one rank reads for one step."""
+
+    video_ids: tuple[str, ...]  # one per video row; a video may fill several rows (pairs)
+    caption_ids: tuple[str, ...]  # grouped by video row, the same number for each
+    windows: tuple[Window, ...] | None  # each row's clip, or None for whole videos
+    groups: tuple[int, ...]  # per video row: its video's label in the global batch
+
+
+def epoch_plan(
+    split: SplitData, config: TrainConfig, rng: np.random.Generator, rank: int, size: int
+) -> list[BatchKey]:
+    """This rank's key for every step of an epoch, drawn from `rng`."""
+    batches = _pair_batches if config.epoch_unit == "pairs" else _video_batches
+    keys = []
+    for global_key in batches(split, config, rng):
+        rows = len(global_key.video_ids) - len(global_key.video_ids) % size
+        if len(set(global_key.groups[:rows])) < max(2, size):
+            continue
+        keys.append(_rank_slice(global_key, rows, rank, size))
+    return keys
+
+
+def _pair_batches(split: SplitData, config: TrainConfig, rng: np.random.Generator):
+    """Global keys of batches of pairs: a permutation of every caption of the split."""
+    order = rng.permutation(len(split.caption_ids))
+    for start in range(0, len(order), config.batch_size):
+        captions = [split.caption_ids[i] for i in order[start : start + config.batch_size]]
+        videos = [split.caption_video_ids[i] for i in order[start : start + config.batch_size]]
+        windows = None
+        if config.clips:
+            windows = tuple(split.caption_windows[caption] for caption in captions)
+        identities = list(zip(videos, windows or [None] * len(videos), strict=True))
+        yield BatchKey(tuple(videos), tuple(captions), windows, _labels(identities))
+
+
+def _video_batches(split: SplitData, config: TrainConfig, rng: np.random.Generator):
+    """Global keys of batches of distinct videos with `captions_per_video` captions each."""
+    windows = split.caption_windows if config.clips else None
+    order = rng.permutation(len(split.video_ids))
+    for start in range(0, len(order), config.batch_size):
+        videos = [split.video_ids[i] for i in order[start : start + config.batch_size]]
+        captions = sample_captions(
+            split.captions_of_video, videos, rng, config.captions_per_video, windows
+        )
+        spans = clip_windows(captions, config.captions_per_video, windows)
+        yield BatchKey(tuple(videos), tuple(captions), spans, tuple(range(len(videos))))
+
+
+def _labels(identities: list) -> tuple[int, ...]:
+    """Each item's label: the position of the first equal item."""
+    first: dict = {}
+    return tuple(first.setdefault(identity, len(first)) for identity in identities)
+
+
+def _rank_slice(key: BatchKey, rows: int, rank: int, size: int) -> BatchKey:
+    """Rank `rank`'s equal share of the first `rows` video rows and their captions."""
+    per_row = len(key.caption_ids) // len(key.video_ids)
+    share = slice(rank * rows // size, (rank + 1) * rows // size)
+    captions = slice(share.start * per_row, share.stop * per_row)
+    return BatchKey(
+        key.video_ids[share],
+        key.caption_ids[captions],
+        key.windows[share] if key.windows is not None else None,
+        key.groups[share],
+    )
+
+
+def sample_captions(
+    captions_of_video: dict[str, list[str]],
+    video_ids: list[str],
+    rng: np.random.Generator,
+    per_video: int = 1,
+    windows: dict[str, Window] | None = None,
+) -> list[str]:
+    """`per_video` captions of each video drawn at random (without repeats when it has
+    enough), grouped by video in the order of `video_ids`. With `windows` (caption times,
+    for clips) several captions are neighbours: `per_video` consecutive segments in time."""
+    drawn = []
+    for video_id in video_ids:
+        captions = captions_of_video[video_id]
+        if per_video == 1:
+            drawn.append(rng.choice(captions))
+        elif windows is not None and len(captions) >= per_video:
+            ordered = sorted(captions, key=lambda caption: windows[caption])
+            first = rng.integers(0, len(ordered) - per_video + 1)
+            drawn.extend(ordered[first : first + per_video])
+        else:
+            drawn.extend(rng.choice(captions, size=per_video, replace=len(captions) < per_video))
+    return drawn
+
+
+def clip_windows(
+    caption_ids: list[str], per_video: int, windows: dict[str, Window] | None
+) -> tuple[Window, ...] | None:
+    """For clips, each video's (start, end) in seconds: the span of its `per_video`
+    consecutive captions' segments; None when training on whole videos."""
+    if windows is None:
+        return None
+    spans = []
+    for first in range(0, len(caption_ids), per_video):
+        times = [windows[caption] for caption in caption_ids[first : first + per_video]]
+        spans.append((min(start for start, _ in times), max(end for _, end in times)))
+    return tuple(spans)
