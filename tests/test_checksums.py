@@ -34,6 +34,7 @@ from supportset.retrieval.embeddings import (
     write_video_embeddings,
 )
 from supportset.train.loader import EpochPlan, batch_loader
+from supportset.train.plan import BatchKey
 
 SUFFIXES = [".parquet", ".h5"]
 DTYPES = ["float16", "float32"]
@@ -234,8 +235,8 @@ def test_a_shard_overwritten_mid_file_stops_training_loader_workers(tmp_path):
     overwrite_mid_file(visual)
     bank = FeatureBank.load([visual], [text], cache_mb=16)
     plan = EpochPlan()
-    plan.keys = [(tuple(f"video{i:04d}" for i in range(8)), tuple(f"caption{i}" for i in range(8)),
-                  None)]  # fmt: skip
+    videos = tuple(f"video{i:04d}" for i in range(8))
+    plan.keys = [BatchKey(videos, tuple(f"caption{i}" for i in range(8)), None, tuple(range(8)))]
     batches = iter(batch_loader(bank, plan, max_video_seconds=30, workers=2))
     try:
         next(batches)

@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as multiprocessing
 
+from supportset.cli import main
 from supportset.data.manifest import write_manifest
 from supportset.train.config import TrainConfig
 from tests.conftest import free_port
@@ -248,3 +249,27 @@ def test_the_train_command_killed_and_run_again_ends_as_if_never_killed(tmp_path
         killed / "train_log.csv"
     )
     assert_same_weights(whole / "model.pt", killed / "model.pt")
+
+
+def test_the_train_command_trains_on_train_and_val_keeping_the_last_epoch(tmp_path, caplog):
+    """MSR-VTT's paper setting through the command: train_splits [train, val] and selection
+    last train on all 64 videos (128 pairs: 48 train, 16 val), with no validation."""
+    inputs = write_inputs(tmp_path)
+    training = {
+        **asdict(TRAINING),
+        "epochs": 2,
+        "train_splits": ["train", "val"],
+        "selection": "last",
+    }
+    arguments = [argument for flag, values in inputs.items() for argument in (flag, *values)]
+    with caplog.at_level(logging.INFO):
+        status = main(
+            ["train", *arguments, "--model-settings", json.dumps(asdict(MODEL)),
+             "--training-settings", json.dumps(training), "--workers", "0",
+             "--out-model", str(tmp_path / "m.pt"), "--out-log", str(tmp_path / "l.csv")]
+        )  # fmt: skip
+    assert status == 0
+    assert "an epoch visits 128 pairs" in caplog.text
+    assert "kept epoch 2 (last)" in caplog.text
+    val_rows = [line for line in (tmp_path / "l.csv").read_text().splitlines() if ",val," in line]
+    assert len(val_rows) == 2 and all(",,,," in row for row in val_rows)  # no metrics
