@@ -166,3 +166,10 @@ def test_fine_tuning_from_a_checkpoint_runs_a_quarter_of_the_epochs():
     assert section_settings(config, "training", "activitynet", "tuned")["epochs"] == 7  # 28 / 4
     assert section_settings(config, "training", "msrvtt", "tuned_10")["epochs"] == 10
     assert section_settings(config, "training", "msrvtt", "supportset")["epochs"] == 20
+
+
+def test_howto100m_counts_its_epochs_in_videos():
+    """6.1: "Pre-training on 1.2 million HowTo100M videos ... for 20 epochs"."""
+    config = validate_config(repo_config(), SCHEMA)
+    training = section_settings(config, "training", "howto100m", "supportset")
+    assert (training["epoch_unit"], training["clips"]) == ("videos", True)
