@@ -482,3 +482,46 @@ def captions_listed(ids: list[str]) -> list[dict]:
     return [
         {"caption_id": f"{v}_{k}", "video_id": v, "split": splits[v]} for v in ids for k in range(2)
     ]
+
+
+def test_a_checkpoint_of_an_older_version_loads_with_the_settings_it_was_trained_with(tmp_path):
+    """model.pt files written before text_encoder and the chained pre-encoders existed hold
+    no such keys; they were trained frozen with mlp / gru."""
+    bank, _, _ = synthetic_bank()
+    old = ModelConfig(**{**MODEL.__dict__, "video_pre_encoder": "mlp", "text_pre_encoder": "gru"})
+    model = SupportSetModel(old, bank.video_dim, bank.text_dim)
+    save_checkpoint(tmp_path / "old.pt", model.state_dict(), model, {"rsum": 0.0})
+    checkpoint = torch.load(tmp_path / "old.pt", weights_only=True)
+    for key in ("text_encoder", "video_pre_encoder", "text_pre_encoder"):
+        del checkpoint["model_config"][key]
+    torch.save(checkpoint, tmp_path / "old.pt")
+    loaded = load_model(tmp_path / "old.pt", torch.device("cpu"))
+    assert (loaded.config.video_pre_encoder, loaded.config.text_encoder) == ("mlp", "frozen")
+
+
+def test_a_misspelt_training_split_is_refused():
+    bank, train_split, val_split = synthetic_bank()
+    ids = [*train_split.video_ids, *val_split.video_ids]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("supportset.features.bank.read_videos", lambda _: videos_listed(ids))
+        patch.setattr("supportset.features.bank.read_captions", lambda _: captions_listed(ids))
+        with pytest.raises(ValueError, match=r"split\(s\) trian have no video"):
+            bank.split("videos", "captions", ["train", "trian"])
+
+
+def test_a_nan_validation_score_still_keeps_an_epoch(tmp_path, monkeypatch):
+    bank, train_split, val_split = synthetic_bank()
+    nan = {"t2v_R@1": float("nan"), "t2v_R@5": 0.0, "t2v_R@10": 0.0, "rsum": float("nan")}
+    monkeypatch.setattr("supportset.train.loop.validate", lambda *args: nan)
+    config = TrainConfig(**{**TRAINING.__dict__, "epochs": 2})
+    kept = train(bank, train_split, val_split, MODEL, config, tmp_path / "m.pt", tmp_path / "l.csv")
+    assert kept["epoch"] == 1
+    load_model(tmp_path / "m.pt", torch.device("cpu"))  # weights, not None
+
+
+def test_an_epoch_that_draws_no_batch_stops_training(tmp_path, monkeypatch):
+    bank, train_split, val_split = synthetic_bank()
+    plans = iter([epoch_plan(train_split, TRAINING, np.random.default_rng(0), 0, 1)])
+    monkeypatch.setattr("supportset.train.loop.epoch_plan", lambda *args: next(plans, []))
+    with pytest.raises(ValueError, match="epoch 1 drew no batch of two or more videos"):
+        train(bank, train_split, val_split, MODEL, TRAINING, tmp_path / "m.pt", tmp_path / "l.csv")

@@ -228,7 +228,7 @@ def train(args: argparse.Namespace) -> None:
         config,
         TrainOutputs(Path(args.out_model), Path(args.out_log)),
         args.text_model,
-        [*args.visual, *args.text],
+        [*args.visual, *args.text, args.videos, args.captions],
         args.workers,
     )
     log.info("kept epoch %d (%s): %s", kept["epoch"], config.selection, json.dumps(kept))

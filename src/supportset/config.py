@@ -104,7 +104,8 @@ def section_settings(
         _deep_update(settings, experiment_overrides.get(section, {}))
         explicit = "epochs" in experiment_overrides.get(section, {})
         if section == "training" and settings.get("init_from") and not explicit:
-            settings["epochs"] = max(1, round(settings["epochs"] / FINE_TUNING_EPOCH_FRACTION))
+            epochs = settings.get("epochs", TrainConfig.epochs)
+            settings["epochs"] = max(1, round(epochs / FINE_TUNING_EPOCH_FRACTION))
     if section == "evaluation" and settings.get("protocol") == "auto":
         settings["protocol"] = published_protocol(config["datasets"][dataset], dataset)
     return settings

@@ -99,7 +99,14 @@ class FeatureBank:
         logs what is missing."""
         names = {split} if isinstance(split, str) else set(split)
         split = "+".join(sorted(names))
-        listed = [v["video_id"] for v in read_videos(videos_manifest) if v["split"] in names]
+        videos = read_videos(videos_manifest)
+        unknown = sorted(names - {video["split"] for video in videos})
+        if unknown and len(unknown) < len(names):
+            raise ValueError(
+                f"split(s) {', '.join(unknown)} have no video in {videos_manifest}; "
+                "check training.train_splits"
+            )
+        listed = [v["video_id"] for v in videos if v["split"] in names]
         with_features = {video_id for video_id in listed if video_id in self.videos}
         captions = [c for c in read_captions(captions_manifest) if c["split"] in names]
         kept = [

@@ -19,6 +19,13 @@ from supportset.io import atomic_path
 from supportset.model.retrieval_model import ModelConfig, SupportSetModel
 
 CHECKPOINT_KEYS = ("model", "model_config", "video_dim", "text_dim")  # what loading needs
+# model settings that checkpoints of older versions lack, with the values they were
+# trained with (the defaults of their day; today's defaults differ)
+LEGACY_MODEL_SETTINGS = {
+    "text_encoder": "frozen",
+    "video_pre_encoder": "mlp",
+    "text_pre_encoder": "gru",
+}
 
 
 def save_checkpoint(path: str | Path, state: dict, model: SupportSetModel, best: dict) -> None:
@@ -87,7 +94,7 @@ def load_model(path: str | Path, device: torch.device) -> SupportSetModel:
         config = transformers.T5Config.from_dict(json.loads(checkpoint["t5_config"]))
         t5_encoder = transformers.T5EncoderModel(config)
     model = SupportSetModel(
-        ModelConfig(**checkpoint["model_config"]),
+        ModelConfig(**{**LEGACY_MODEL_SETTINGS, **checkpoint["model_config"]}),
         checkpoint["video_dim"],
         checkpoint["text_dim"],
         t5_encoder,

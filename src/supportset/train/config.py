@@ -72,6 +72,8 @@ class TrainConfig:
                 "training.captions_per_video above 1 draws bags of captions per video: it "
                 "needs training.epoch_unit videos"
             )
+        if self.epochs < 1:
+            raise ValueError(f"training.epochs must be at least 1, not {self.epochs}")
         if "test" in self.train_splits:
             raise ValueError("training.train_splits must not include test: it is never trained on")
         if self.selection == "val" and "val" in self.train_splits:

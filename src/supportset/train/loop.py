@@ -190,6 +190,11 @@ def run_epoch(session: Session, epoch: int, progress: Progress) -> Progress:
         step += 1
         rows.append({"epoch": epoch, "step": step, "kind": "train", **losses, "lr": config.lr})
         session.scalars.add({f"train/{name}": value for name, value in losses.items()}, step)
+    if step == progress.step:
+        raise ValueError(
+            f"epoch {epoch} drew no batch of two or more videos from the training split; "
+            "it is too small for training.batch_size"
+        )
     summary = _validate_epoch(session)
     rows.append(
         {
@@ -203,7 +208,8 @@ def run_epoch(session: Session, epoch: int, progress: Progress) -> Progress:
     log.info("epoch %d: loss %.4f, %s", epoch, rows[-2]["loss"], _summary_words(summary))
     session.scalars.add({f"val/{name}": value for name, value in summary.items()}, step)
     best, best_state = progress.best, progress.best_state
-    if config.selection == "last" or summary["rsum"] > best["rsum"]:
+    first = best_state is None  # kept until an epoch beats it (a NaN rsum never does)
+    if config.selection == "last" or first or summary["rsum"] > best["rsum"]:
         best = {"epoch": epoch, **summary}
         best_state = {
             name: value.detach().cpu().clone() for name, value in session.model.state_dict().items()

@@ -46,7 +46,7 @@ def epoch_plan(
     keys = []
     for global_key in batches(split, config, rng):
         rows = len(global_key.video_ids) - len(global_key.video_ids) % size
-        if len(set(global_key.groups[:rows])) < max(2, size):
+        if rows == 0 or len(set(global_key.groups[:rows])) < 2:
             continue
         keys.append(_rank_slice(global_key, rows, rank, size))
     return keys
