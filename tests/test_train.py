@@ -461,14 +461,21 @@ def test_an_epoch_visits_every_pair_and_says_how_many_steps(tmp_path, caplog):
     )
 
 
-def test_several_splits_train_together():
+def split_from_manifest(splits: list[str]) -> SplitData:
+    """FeatureBank.split of the synthetic bank's videos listed in a manifest (the first 48
+    train, the rest val)."""
     bank, train_split, val_split = synthetic_bank()
     ids = [*train_split.video_ids, *val_split.video_ids]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("supportset.features.bank.read_videos", lambda _: videos_listed(ids))
         patch.setattr("supportset.features.bank.read_captions", lambda _: captions_listed(ids))
-        both = bank.split("videos", "captions", ["train", "val"])
-    assert both.video_ids == ids
+        return bank.split("videos", "captions", splits)
+
+
+def test_several_splits_train_together():
+    _, train_split, val_split = synthetic_bank()
+    both = split_from_manifest(["train", "val"])
+    assert both.video_ids == [*train_split.video_ids, *val_split.video_ids]
     assert len(both.caption_ids) == len(train_split.caption_ids) + len(val_split.caption_ids)
 
 
@@ -500,13 +507,8 @@ def test_a_checkpoint_of_an_older_version_loads_with_the_settings_it_was_trained
 
 
 def test_a_misspelt_training_split_is_refused():
-    bank, train_split, val_split = synthetic_bank()
-    ids = [*train_split.video_ids, *val_split.video_ids]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("supportset.features.bank.read_videos", lambda _: videos_listed(ids))
-        patch.setattr("supportset.features.bank.read_captions", lambda _: captions_listed(ids))
-        with pytest.raises(ValueError, match=r"split\(s\) trian have no video"):
-            bank.split("videos", "captions", ["train", "trian"])
+    with pytest.raises(ValueError, match=r"split\(s\) trian have no video"):
+        split_from_manifest(["train", "trian"])
 
 
 def test_a_nan_validation_score_still_keeps_an_epoch(tmp_path, monkeypatch):
