@@ -37,19 +37,36 @@ def test_loader_yields_the_planned_batches_in_order():
     assert batches[0].video.shape == (1, 1, 3)  # v1's step at 1 s, its clip [1, 2) s
 
 
+def constant_bank(count: int) -> FeatureBank:
+    """Video v<i> and caption c<i> hold the value i: (2, 3) features, (2, 4) states."""
+    return FeatureBank(
+        {f"v{i}": np.full((2, 3), i, np.float32) for i in range(count)},
+        {f"c{i}": np.full((2, 4), i, np.float32) for i in range(count)},
+        {f"c{i}": np.array([i + 2, 1]) for i in range(count)},
+    )
+
+
+def pair_key(first: int, second: int) -> BatchKey:
+    """Videos `first` and `second` with their own captions."""
+    return BatchKey((f"v{first}", f"v{second}"), (f"c{first}", f"c{second}"), None, (0, 1))
+
+
+def test_a_fine_tuned_encoder_reads_no_cached_states():
+    bank = constant_bank(2)
+    plan = EpochPlan()
+    plan.keys = [pair_key(0, 1)]
+    without_states = FeatureBank(bank.videos, {}, bank.token_ids)  # reading one would fail
+    batch = next(iter(batch_loader(without_states, plan, 4, workers=0, text_states=False)))
+    assert batch.text.shape == (2, 0, 0) and batch.tokens[:, 0].tolist() == [2, 3]
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_iterating_the_loader_leaves_the_global_random_generator_alone(workers):
     """Dropout draws from torch's global generator: epochs read with or without workers
     (or after a resume, with a new loader) must leave it where it was."""
-    videos = {f"v{i}": np.full((2, 3), i, np.float32) for i in range(4)}
-    texts = {f"c{i}": np.full((2, 4), i, np.float32) for i in range(4)}
-    tokens = {f"c{i}": np.array([i + 2, 1]) for i in range(4)}
     plan = EpochPlan()
-    plan.keys = [
-        BatchKey(("v0", "v1"), ("c0", "c1"), None, (0, 1)),
-        BatchKey(("v2", "v3"), ("c2", "c3"), None, (0, 1)),
-    ]
-    loader = batch_loader(FeatureBank(videos, texts, tokens), plan, 4, workers=workers)
+    plan.keys = [pair_key(0, 1), pair_key(2, 3)]
+    loader = batch_loader(constant_bank(4), plan, 4, workers=workers)
     torch.manual_seed(0)
     for _ in range(3):
         before = torch.get_rng_state()
@@ -75,15 +92,9 @@ def test_worker_memory_stays_at_what_a_batch_needs():
 
 def test_a_worker_error_is_raised_as_itself_in_one_line():
     """A corrupt shard's one-line error must not arrive wrapped in a worker's traceback."""
-    videos = {f"v{i}": np.full((2, 3), i, np.float32) for i in range(2)}
-    texts = {f"c{i}": np.full((2, 4), i, np.float32) for i in range(2)}
-    tokens = {f"c{i}": np.array([i + 2, 1]) for i in range(2)}
     plan = EpochPlan()
-    plan.keys = [
-        BatchKey(("v0", "v1"), ("c0", "c1"), None, (0, 1)),
-        BatchKey(("v0", "v9"), ("c0", "c1"), None, (0, 1)),
-    ]
-    loader = batch_loader(FeatureBank(videos, texts, tokens), plan, 4, workers=2)
+    plan.keys = [pair_key(0, 1), BatchKey(("v0", "v9"), ("c0", "c1"), None, (0, 1))]
+    loader = batch_loader(constant_bank(2), plan, 4, workers=2)
     batches = iter(loader)
     assert next(batches).video.shape == (2, 2, 3)
     with pytest.raises(KeyError) as raised:

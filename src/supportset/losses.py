@@ -37,6 +37,12 @@ def _reduce(per_anchor: torch.Tensor, reduction: str) -> torch.Tensor:
     return per_anchor.sum() if reduction == "sum" else per_anchor.mean()
 
 
+def _check_reduction(reduction: str) -> str:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"unknown reduction '{reduction}'")
+    return reduction
+
+
 def _negatives(same_video: torch.Tensor | None, rows: int, device: torch.device) -> torch.Tensor:
     """(B, B) bool: True where row j is a negative of row i (not the same video)."""
     if same_video is None:
@@ -70,18 +76,16 @@ class HardNegativeTripletLoss(nn.Module):
         super().__init__()
         if negatives not in ("hardest", "sum"):
             raise ValueError(f"unknown negatives '{negatives}'")
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"unknown reduction '{reduction}'")
         self.margin = margin
         self.negatives = negatives
         self.intra_modal = intra_modal
-        self.reduction = reduction
+        self.reduction = _check_reduction(reduction)
 
     def forward(
         self, video: torch.Tensor, text: torch.Tensor, same_video: torch.Tensor | None = None
     ) -> torch.Tensor:
         """video, text: (B, d) unit vectors, row i of each a positive pair -> scalar loss."""
-        _require_pairs(video, text, same_video)
+        _require_pairs(video, text)
         is_negative = _negatives(same_video, len(video), video.device)
         scores = text @ video.T  # (B, B): scores[i, j] = s(t_i, v_j)
         positives = scores.diagonal().unsqueeze(1)  # (B, 1)
@@ -101,17 +105,15 @@ class InfoNCELoss(nn.Module):
         self, temperature: float = 0.05, intra_modal: bool = False, reduction: str = "mean"
     ) -> None:
         super().__init__()
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"unknown reduction '{reduction}'")
         self.temperature = temperature
         self.intra_modal = intra_modal
-        self.reduction = reduction
+        self.reduction = _check_reduction(reduction)
 
     def forward(
         self, video: torch.Tensor, text: torch.Tensor, same_video: torch.Tensor | None = None
     ) -> torch.Tensor:
         """video, text: (B, d) unit vectors, row i of each a positive pair -> scalar loss."""
-        _require_pairs(video, text, same_video)
+        _require_pairs(video, text)
         rows = len(video)
         diagonal = torch.eye(rows, dtype=torch.bool, device=video.device)
         not_negative = ~_negatives(same_video, rows, video.device) & ~diagonal  # other copies
@@ -137,10 +139,8 @@ class MILNCELoss(nn.Module):
 
     def __init__(self, temperature: float = 0.05, reduction: str = "mean") -> None:
         super().__init__()
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"unknown reduction '{reduction}'")
         self.temperature = temperature
-        self.reduction = reduction
+        self.reduction = _check_reduction(reduction)
 
     def forward(
         self, video: torch.Tensor, text: torch.Tensor, same_video: torch.Tensor | None = None
@@ -158,11 +158,8 @@ class MILNCELoss(nn.Module):
         return _reduce(denominator - numerator, self.reduction)
 
 
-def _require_pairs(
-    video: torch.Tensor, text: torch.Tensor, same_video: torch.Tensor | None
-) -> None:
-    pairs = len(video) == len(text) and (same_video is None or bool(same_video.diagonal().all()))
-    if not pairs:
+def _require_pairs(video: torch.Tensor, text: torch.Tensor) -> None:
+    if len(video) != len(text):
         raise ValueError(
             "this contrastive loss needs one caption per video; use training.loss milnce "
             "with training.captions_per_video above 1"

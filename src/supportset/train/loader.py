@@ -40,13 +40,14 @@ class ReadFailure:
 class BatchReader(Dataset):
     """Maps a batch key to its `Batch` (CPU tensors), reading the shards on demand."""
 
-    def __init__(self, bank: FeatureBank, max_video_seconds: float) -> None:
+    def __init__(self, bank: FeatureBank, max_video_seconds: float, text_states: bool) -> None:
         self.bank = bank
         self.max_video_seconds = max_video_seconds
+        self.text_states = text_states
 
     def __getitem__(self, key: BatchKey) -> Batch | ReadFailure:
         try:
-            return Batch.read(self.bank, key, self.max_video_seconds)
+            return Batch.read(self.bank, key, self.max_video_seconds, self.text_states)
         except Exception as error:  # raised by BatchLoader, in the main process
             return ReadFailure(error)
 
@@ -102,12 +103,14 @@ def batch_loader(
     max_video_seconds: float,
     workers: int,
     prefetch: int = 2,
+    text_states: bool = True,
 ) -> BatchLoader:
     """A loader yielding the plan's batches in order; `workers` 0 reads in this process.
     Workers persist across epochs (they are forked once, with the bank's file index).
-    Iterating it never draws from torch's global random generator."""
+    Iterating it never draws from torch's global random generator. Without `text_states`
+    the cached T5 states are not read (see Batch.read)."""
     loader = DataLoader(
-        BatchReader(bank, max_video_seconds),
+        BatchReader(bank, max_video_seconds, text_states),
         batch_size=None,
         sampler=plan,
         num_workers=workers,

@@ -169,7 +169,13 @@ def setup(
         optimizer,
         order_rng,
         plan,
-        batch_loader(data.bank, plan, config.max_video_seconds, workers),
+        batch_loader(
+            data.bank,
+            plan,
+            config.max_video_seconds,
+            workers,
+            text_states=model.t5_encoder is None,  # a fine-tuned encoder reads token ids
+        ),
         device,
         resume_key(settings, inputs),  # another process count draws other dropout masks
         state_path(outputs.model),

@@ -37,9 +37,12 @@ class Batch:
     groups: torch.Tensor  # (B,) int64: rows of equal label show the same video
 
     @classmethod
-    def read(cls, bank: FeatureBank, key: BatchKey, max_video_seconds: float) -> Batch:
+    def read(
+        cls, bank: FeatureBank, key: BatchKey, max_video_seconds: float, text_states: bool = True
+    ) -> Batch:
         """The batch of a plan's key, on CPU: each video's first `max_video_seconds`, or
-        with windows the (start, end) clip of each row."""
+        with windows the (start, end) clip of each row. Without `text_states` (a fine-tuned
+        T5 encoder reads the token ids) the cached states are not read: text is (N, 0, 0)."""
         if key.windows is None:
             sequences = [bank.videos[v] for v in key.video_ids]
         else:
@@ -47,7 +50,11 @@ class Batch:
                 bank.clip(v, *window) for v, window in zip(key.video_ids, key.windows, strict=True)
             ]
         video, video_valid = pad_batch(sequences, bank.steps(max_video_seconds))
-        text, text_valid = pad_batch([bank.texts[c] for c in key.caption_ids], 1 << 30)
+        if text_states:
+            text, text_valid = pad_batch([bank.texts[c] for c in key.caption_ids], 1 << 30)
+        else:
+            text = torch.zeros(len(key.caption_ids), 0, 0)
+            text_valid = torch.zeros(len(key.caption_ids), 0, dtype=torch.bool)
         tokens, token_valid = pad_token_ids([bank.token_ids[c] for c in key.caption_ids])
         groups = torch.tensor(key.groups, dtype=torch.long)
         return cls(video, video_valid, text, text_valid, tokens, token_valid, groups)
