@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from supportset.features.text import TextSettings, check_model_available
 from supportset.features.visual import VisualSettings, check_weights
+from supportset.model.decoder import check_decoder_available
 from supportset.settings import from_mapping
 
 WEIGHTED_RULES = ("extract_visual", "embed_text", "train")
@@ -32,11 +33,21 @@ def check_job_weights(
     rule: str, features: dict, text: dict, model: dict | None = None, training: dict | None = None
 ) -> None:
     """Raise for the weights a job of `rule` loads: extraction the backbones, text embedding
-    the T5, training the T5 when it captions (the decoder) or fine-tunes the encoder."""
+    the T5, training the T5 when it captions (the decoder) or fine-tunes the encoder, and
+    the T5 of `training.decoder` when that is set and training captions."""
     if rule == "extract_visual":
         check_visual_weights(features)
     elif rule == "embed_text" or (rule == "train" and _loads_t5(model, training)):
         check_text_model(text)
+    if rule == "train" and _loads_decoder(training):
+        check_decoder_available(training["decoder"])
+
+
+def _loads_decoder(training: dict | None) -> bool:
+    """Whether training loads a caption decoder of its own (`training.decoder`)."""
+    if training is None:
+        return False
+    return training["captioning"] != "none" and bool(training["decoder"])
 
 
 def _loads_t5(model: dict | None, training: dict | None) -> bool:

@@ -3,7 +3,9 @@
 Appearance: a ResNet on the frame that represents the second (video/decode.py). Motion:
 an R(2+1)D network on `clip_len` frames at the native rate around that frame
 (video/sampling.py). The two pooled outputs are concatenated, giving (T, D_a + D_m) per
-video: 2048 + 512 = 2560 in the paper's setting.
+video: 2048 + 512 = 2560 in the paper's setting. The shard metadata's "layout" names the
+columns of each part, so that training can use one of them alone (`model.visual_features`,
+the paper's Table 2a) without extracting again.
 
 Decode workers (video/workers.py) stream samples of several videos at once; the CNNs run
 on fixed-size batches that mix videos, so decoding overlaps with compute and every
@@ -24,7 +26,7 @@ import torch
 from supportset import __version__
 from supportset.data.manifest import read_videos
 from supportset.features import backbones
-from supportset.features.store import ShardWriter, visual_schema, write_rejects
+from supportset.features.store import ShardWriter, read_metadata, visual_schema, write_rejects
 from supportset.progress import ProgressLog
 from supportset.torch_utils import autocast, pick_device
 from supportset.video.sampling import SampleChunk, SamplingSpec
@@ -32,6 +34,7 @@ from supportset.video.workers import DecodePool
 
 log = logging.getLogger(__name__)
 SHARD_SUFFIXES = {"parquet": ".parquet", "hdf5": ".h5"}
+VISUAL_PARTS = ("appearance", "motion")  # in the order of their columns
 
 
 @dataclass
@@ -79,7 +82,8 @@ class VisualExtractor:
         ).to(device, memory_format=torch.channels_last)
         self.motion = backbones.build_motion(settings.motion.arch, settings.motion.weights)
         self.motion.to(device)
-        self.dim = backbones.APPEARANCE_DIMS[settings.appearance.arch] + backbones.MOTION_DIM
+        self.layout = feature_layout(backbones.APPEARANCE_DIMS[settings.appearance.arch])
+        self.dim = self.layout["motion"][1]  # D_a + D_m
 
     @torch.inference_mode()
     def __call__(self, frames: np.ndarray, clips: np.ndarray) -> np.ndarray:
@@ -264,6 +268,7 @@ def shard_metadata(settings: VisualSettings, extractor: VisualExtractor) -> dict
         "stage": "extract_visual",
         "settings": asdict(settings),
         "dim": extractor.dim,
+        "layout": {part: list(columns) for part, columns in extractor.layout.items()},
         "preprocessing": {
             "appearance": "short side resized (swscale bilinear), centre crop, ImageNet mean/std",
             "motion": "short side resized (swscale bilinear), centre crop, Kinetics mean/std",
@@ -272,6 +277,50 @@ def shard_metadata(settings: VisualSettings, extractor: VisualExtractor) -> dict
         "version": __version__,
         "device": extractor.device.type,
     }
+
+
+def feature_layout(appearance_dim: int) -> dict[str, tuple[int, int]]:
+    """Part -> its columns [start, stop) of the features: the appearance ResNet's first,
+    then the R(2+1)D's MOTION_DIM."""
+    return {
+        "appearance": (0, appearance_dim),
+        "motion": (appearance_dim, appearance_dim + backbones.MOTION_DIM),
+    }
+
+
+def shard_layout(path: str | Path) -> dict[str, tuple[int, int]]:
+    """The layout of the features of visual shard `path`: the one stored in its metadata,
+    or, for shards written before layouts were stored, the one its appearance arch gives
+    (checked against the stored feature width); ValueError naming the shard otherwise."""
+    metadata = read_metadata(path)
+    if "layout" in metadata:
+        return {part: tuple(columns) for part, columns in metadata["layout"].items()}
+    arch = metadata.get("settings", {}).get("appearance", {}).get("arch")
+    if arch not in backbones.APPEARANCE_DIMS:
+        raise ValueError(
+            f"visual shard {path} holds no layout of its features and no appearance arch "
+            "to derive one from: extract it again to use model.visual_features"
+        )
+    layout = feature_layout(backbones.APPEARANCE_DIMS[arch])
+    if layout["motion"][1] != metadata.get("dim"):
+        raise ValueError(
+            f"visual shard {path}: {arch} and R(2+1)D features are {layout['motion'][1]} "
+            f"wide, but the shard says {metadata.get('dim')}: extract it again to use "
+            "model.visual_features"
+        )
+    return layout
+
+
+def shards_layout(paths: list[str | Path]) -> dict[str, tuple[int, int]]:
+    """The layout all the visual shards `paths` share; ValueError when two differ."""
+    layouts = [shard_layout(path) for path in paths]
+    for path, layout in zip(paths, layouts, strict=True):
+        if layout != layouts[0]:
+            raise ValueError(
+                f"visual shards {paths[0]} and {path} lay their features out differently "
+                f"({layouts[0]} and {layout}): they were extracted with other settings"
+            )
+    return layouts[0]
 
 
 def _run(extractor: VisualExtractor, queue: SampleQueue, size: int) -> tuple[list[int], np.ndarray]:

@@ -21,10 +21,12 @@ from supportset.model.retrieval_model import ModelConfig, SupportSetModel
 CHECKPOINT_KEYS = ("model", "model_config", "video_dim", "text_dim")  # what loading needs
 # model settings that checkpoints of older versions lack, with the values they were
 # trained with (the defaults of their day; today's defaults differ)
+TRAINING_ONLY_SETTINGS = ("dropout",)
 LEGACY_MODEL_SETTINGS = {
     "text_encoder": "frozen",
     "video_pre_encoder": "mlp",
     "text_pre_encoder": "gru",
+    "visual_features": "both",
 }
 
 
@@ -67,14 +69,20 @@ def read_checkpoint(path: str | Path, what: str) -> dict:
     return checkpoint
 
 
+def model_settings(checkpoint: dict) -> dict:
+    """The model settings a checkpoint was trained with, those it predates included."""
+    return {**LEGACY_MODEL_SETTINGS, **checkpoint["model_config"]}
+
+
 def initialise_from(model: SupportSetModel, path: str | Path) -> None:
     """Load the weights (and input statistics) of a checkpoint of the same architecture,
     trained on features of the same dimensions."""
     checkpoint = read_checkpoint(path, "training.init_from")
-    if checkpoint["model_config"] != asdict(model.config):
+    settings = _shaping(model_settings(checkpoint))
+    if settings != _shaping(asdict(model.config)):
         raise ValueError(
-            f"training.init_from {path}: its model settings {checkpoint['model_config']} "
-            f"differ from this experiment's {asdict(model.config)}"
+            f"training.init_from {path}: its model settings {settings} "
+            f"differ from this experiment's {_shaping(asdict(model.config))}"
         )
     video_dim, text_dim = model.video_dim, model.text_dim
     if (checkpoint["video_dim"], checkpoint["text_dim"]) != (video_dim, text_dim):
@@ -86,6 +94,13 @@ def initialise_from(model: SupportSetModel, path: str | Path) -> None:
     model.load_state_dict(checkpoint["model"])
 
 
+def _shaping(settings: dict) -> dict:
+    """The model settings that a checkpoint's weights depend on: all but the dropout rate,
+    which ActivityNet fine-tuning sets to 0 ("Dropout rate is 0.3 for all datasets besides
+    ActivityNet (0.0)", appendix 6.2) on a model pre-trained with 0.3."""
+    return {key: value for key, value in settings.items() if key not in TRAINING_ONLY_SETTINGS}
+
+
 def load_model(path: str | Path, device: torch.device) -> SupportSetModel:
     """The model of a checkpoint written by `save_checkpoint`, in eval mode on `device`."""
     checkpoint = read_checkpoint(path, "model file")
@@ -94,7 +109,7 @@ def load_model(path: str | Path, device: torch.device) -> SupportSetModel:
         config = transformers.T5Config.from_dict(json.loads(checkpoint["t5_config"]))
         t5_encoder = transformers.T5EncoderModel(config)
     model = SupportSetModel(
-        ModelConfig(**{**LEGACY_MODEL_SETTINGS, **checkpoint["model_config"]}),
+        ModelConfig(**model_settings(checkpoint)),
         checkpoint["video_dim"],
         checkpoint["text_dim"],
         t5_encoder,

@@ -1,5 +1,7 @@
 """The caption decoder of the cross-captioning objective: a T5 decoder (pre-trained t5-base
 in production, the offline tiny T5 in the demo) that reads a mixed video sequence.
+`training.decoder` names another T5 than text.model for it (Table 2d compares T5-small
+and T5-base decoders); its vocabulary must be the text model's.
 
 The support-set sequence e_bar (B, T', d) is projected to the decoder's width and given
 as the encoder states its cross-attention reads; the loss is the token-level negative
@@ -54,10 +56,50 @@ class CaptionDecoder(nn.Module):
         return nll, token_valid.sum().to(nll.dtype)
 
 
-def load_caption_decoder(model: str, dim: int) -> CaptionDecoder:
-    """A CaptionDecoder with the decoder of T5 `model` (local directory or HF cache only)."""
+def load_caption_decoder(model: str, dim: int, setting: str = "text.model") -> CaptionDecoder:
+    """A CaptionDecoder with the decoder of T5 `model` (local directory or HF cache only),
+    named by `setting` (text.model, or training.decoder when that is set)."""
     try:
         t5 = transformers.T5ForConditionalGeneration.from_pretrained(model, local_files_only=True)
     except OSError as error:
-        raise TextModelError(missing_model_message(model)) from error
+        raise TextModelError(_missing_message(model, setting)) from error
     return CaptionDecoder(t5, dim)
+
+
+def check_decoder_available(model: str) -> None:
+    """Raise TextModelError unless the config of `training.decoder` `model` loads offline."""
+    _config(model, "training.decoder")
+
+
+def check_same_vocabulary(decoder: str, text_model: str) -> None:
+    """Stop unless T5 `decoder` (training.decoder) has the vocabulary of `text_model`, whose
+    token ids the text shards hold and the decoder learns to predict (t5-small and t5-base
+    share one); compares the configs' vocab_size, from local files only."""
+    decoder_size = _config(decoder, "training.decoder").vocab_size
+    text_size = _config(text_model, "text.model").vocab_size
+    if decoder_size != text_size:
+        raise ValueError(
+            f"training.decoder '{decoder}' has a vocabulary of {decoder_size} tokens, but the "
+            f"captions are token ids of text.model '{text_model}' ({text_size} tokens): use a "
+            "decoder of the same vocabulary (t5-small and t5-base share one)"
+        )
+
+
+def _config(model: str, setting: str) -> transformers.PretrainedConfig:
+    try:
+        return transformers.AutoConfig.from_pretrained(model, local_files_only=True)
+    except OSError as error:
+        raise TextModelError(_missing_message(model, setting)) from error
+
+
+def _missing_message(model: str, setting: str) -> str:
+    """text.model's own message (it names the tokenizer, which text.model needs too), or
+    the same advice for the T5 that `setting` names."""
+    if setting == "text.model":
+        return missing_model_message(model)
+    return (
+        f"{setting} '{model}' is not available offline. Either set {setting} to a local "
+        f"directory holding the T5 model, or fill the Hugging Face cache (HF_HOME, default "
+        f'~/.cache/huggingface) on a machine with internet: python -c "import transformers '
+        f"as t; t.T5ForConditionalGeneration.from_pretrained('{model}')\""
+    )

@@ -41,6 +41,9 @@ class ModelConfig:
     # finetune the parameters of all networks except the video encoder"); frozen: the
     # cached T5 states of embed_text (several times cheaper)
     text_encoder: str = "finetune"
+    # both: the appearance and motion features concatenated, the paper's model; appearance
+    # or motion: one of them alone (Table 2a), sliced from the stored features
+    visual_features: str = "both"
 
 
 class SupportSetModel(nn.Module):

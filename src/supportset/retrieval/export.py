@@ -19,9 +19,11 @@ def export_split(
     videos_out: str | Path,
     captions_out: str | Path,
 ) -> None:
-    """Embed every usable video and caption of `split` and write the two Parquet files."""
+    """Embed every usable video and caption of `split` and write the two Parquet files;
+    the videos from the part of the visual features the model was trained on."""
     device = pick_device()
     model = load_model(checkpoint, device)
+    bank = bank.visual_part(model.config.visual_features)
     video_emb, caption_emb = embed_split(model, bank, split, max_video_seconds, device)
     write_video_embeddings(videos_out, split.video_ids, video_emb)
     write_caption_embeddings(captions_out, split.caption_ids, split.caption_video_ids, caption_emb)

@@ -48,6 +48,10 @@ class TrainConfig:
     # features: e_v = Psi'(v), the frozen per-second features (3.2); head: the video
     # head's contextualised sequence (a direct path from the decoder into the video head)
     caption_memory: str = "features"
+    # the T5 (HF cache name or local folder) whose decoder captions; "" = the text model
+    # (6.1: "For the text decoder, we use the T5-base model decoder, also pre-trained on
+    # C4", the text encoder being T5-base too); Table 2d compares T5-small and T5-base
+    decoder: str = ""
     temperature: float = 0.1  # T of the support-set softmax (6.2: "T is set to 0.1")
     support_set_size: int = 0  # members of each support set; 0 = the whole batch
     init_from: str = ""  # model.pt to start from (e.g. HowTo100M pre-training); "" = scratch

@@ -27,7 +27,7 @@ from supportset.features.bank import FeatureBank, SplitData, clip_split
 from supportset.features.text import load_t5_encoder
 from supportset.io import atomic_path
 from supportset.model.checkpoint import initialise_from, save_checkpoint
-from supportset.model.decoder import load_caption_decoder
+from supportset.model.decoder import CaptionDecoder, check_same_vocabulary, load_caption_decoder
 from supportset.model.inference import embed_split
 from supportset.model.retrieval_model import ModelConfig, SupportSetModel
 from supportset.retrieval.metrics import evaluate_embeddings
@@ -102,9 +102,10 @@ def train(
 ) -> dict:
     """Train, write the kept checkpoint and the log; return the kept epoch's summary.
 
-    `text_model` (a T5 name or folder) provides the caption decoder and the fine-tuned
-    encoder; `input_files` (the shards) decide, with the settings, whether a saved state
-    resumes; `workers` processes read the batches (0: this process), which changes no result.
+    `text_model` (a T5 name or folder) provides the caption decoder (unless
+    `config.decoder` names another T5) and the fine-tuned encoder; `input_files` (the
+    shards) decide, with the settings, whether a saved state resumes; `workers` processes
+    read the batches (0: this process), which changes no result.
     """
     session = setup(data, model_config, config, outputs, text_model, input_files, workers)
     progress = load_state(
@@ -139,8 +140,10 @@ def setup(
     input_files: Sequence[str | Path],
     workers: int,
 ) -> Session:
-    """Check the data against the settings and build what the epochs share."""
+    """Check the data against the settings and build what the epochs share; the bank's
+    video sequences are the part of the features `model.visual_features` names."""
     _check_clips(data, config)
+    data = TrainData(data.bank.visual_part(model_config.visual_features), data.train, data.val)
     if config.selection == "val" and data.val is None:
         raise ValueError("training.selection 'val' needs a validation split; use 'last'")
     seed_everything(config.seed)
@@ -148,17 +151,14 @@ def setup(
     rank, size = rank_and_size()
     log.info("training on %s with %d process(es)", device, size)
     model = _build_model(data.bank, data.train, model_config, config, text_model)
-    decoder = None
-    if config.captioning != "none":
-        if text_model is None:
-            raise ValueError("training.captioning needs the T5 model (text_model) for its decoder")
-        decoder = load_caption_decoder(text_model, memory_width(model, config))
+    decoder = _caption_decoder(model, config, text_model)
     objective = Objective(model, config, decoder).to(device)
     optimizer = torch.optim.Adam(objective.parameters(), lr=config.lr)
     order_rng = np.random.default_rng(config.seed)  # the same on every rank
     torch.manual_seed(config.seed + rank)  # dropout masks differ between ranks
     _log_schedule(data.train, config, size)
-    inputs = [*input_files, *(path for path in (text_model, config.init_from) if path)]
+    models = (text_model, config.decoder, config.init_from)
+    inputs = [*input_files, *(path for path in models if path)]
     settings = {**asdict(model_config), **asdict(config), "processes": size}
     plan = EpochPlan()
     return Session(
@@ -284,6 +284,25 @@ def _build_model(
         steps = bank.steps(config.max_video_seconds)
         model.video_norm.fit(bank.videos[v][:steps] for v in train_split.video_ids)
     return model
+
+
+def _caption_decoder(
+    model: SupportSetModel, config: TrainConfig, text_model: str | None
+) -> CaptionDecoder | None:
+    """The caption decoder (None without captioning): `training.decoder`'s T5, after
+    checking its vocabulary is the text model's, or the text model's own."""
+    if config.captioning == "none":
+        return None
+    if text_model is None:
+        raise ValueError(
+            "training.captioning needs the T5 model (text_model) for its decoder, or for the "
+            "vocabulary training.decoder's must match"
+        )
+    width = memory_width(model, config)
+    if not config.decoder:
+        return load_caption_decoder(text_model, width)
+    check_same_vocabulary(config.decoder, text_model)
+    return load_caption_decoder(config.decoder, width, "training.decoder")
 
 
 def _check_clips(data: TrainData, config: TrainConfig) -> None:
