@@ -61,8 +61,8 @@ def test_every_schema_property_has_description_and_default():
             "datasets.demo.overrides.model.dim",
         ),
         (
-            lambda c: c["experiments"]["triplet"].update(overrides={"text": {}}),
-            "'text' was unexpected",
+            lambda c: c["experiments"]["triplet"].update(overrides={"text": {"max_tokens": 8}}),
+            "'max_tokens' is not one of",
         ),
         (lambda c: c["tables"]["demo_table3"]["rows"].update(x="nope"), "demo_table3.rows.x"),
         (lambda c: c["tables"]["demo_table3"].update(split="val1"), "tables.demo_table3.split"),
@@ -107,7 +107,7 @@ def test_bad_key_or_value_is_named(change, key):
 def test_overrides_apply_dataset_then_experiment():
     config = validate_config(repo_config(), SCHEMA)
     before = copy.deepcopy(config)
-    model = section_settings(config, "model", "demo", "meanpool")
+    model = section_settings(config, "model", "demo", "triplet+pooling=mean")
     assert model["pooling"] == "mean"
     assert model["dim"] == 256
     assert model["heads"] == 4

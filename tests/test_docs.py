@@ -13,7 +13,7 @@ from supportset.data.manifest import CAPTIONS_SCHEMA, VIDEOS_SCHEMA
 from supportset.features.store import text_schema, visual_schema
 from supportset.model.checkpoint import CHECKPOINT_KEYS
 from supportset.retrieval.embeddings import CAPTION_COLUMNS, VIDEO_COLUMNS
-from supportset.retrieval.table import TABLE_COLUMNS
+from supportset.retrieval.table import RUNS_COLUMNS_PREFIX, TABLE_COLUMNS, std_columns
 from supportset.train.loop import LOG_COLUMNS
 from tests.workflow_runs import REPO
 
@@ -60,7 +60,7 @@ def test_readme_sections_that_messages_name_exist():
          + text_schema(8, "float16").scalars),
         ("Training", CHECKPOINT_KEYS + LOG_COLUMNS),
         ("Embeddings", VIDEO_COLUMNS + CAPTION_COLUMNS),
-        ("Tables", TABLE_COLUMNS),
+        ("Tables", TABLE_COLUMNS + std_columns(10) + RUNS_COLUMNS_PREFIX),
     ],
 )  # fmt: skip
 def test_data_contracts_name_every_column_the_code_writes(section: str, columns: tuple):

@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import statistics
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from supportset.retrieval.metrics import bootstrap_intervals, recall_summary, write_metrics
-from supportset.retrieval.reference import PAPER_RECALL_AT, PAPER_ROWS, ReferenceRow
+from supportset.retrieval.reference import PAPER_NOTES, PAPER_RECALL_AT, PAPER_ROWS, ReferenceRow
 from supportset.retrieval.table import (
     TABLE_COLUMNS,
     build_table,
     interval_columns,
     read_metrics,
+    run_value_rows,
+    std_columns,
     table_columns,
+    write_runs,
     write_table,
 )
+from tests.conftest import REPO
+
+SEED = REPO.parent / "shared/seeds/002_09ed9920da4395ee.txt"
 
 EXPECTED_COLUMNS = (
     "row", "source",
@@ -190,3 +197,73 @@ def test_reference_rows_are_frozen_quadruples() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         PAPER_ROWS["msrvtt_table3"][0].row = "changed"  # type: ignore[misc]
     assert isinstance(PAPER_ROWS["msrvtt_table3"][0], ReferenceRow)
+
+
+SEED_RANKS = ([1, 2, 3, 12, 60, 7], [2, 2, 9, 1, 1, 4], [1, 30, 3, 3, 2, 5])
+
+
+def test_a_row_of_several_seeds_holds_their_mean_and_sample_std(tmp_path: Path) -> None:
+    seeds = [run_metrics(list(ranks), [1, 1, 2.5, 8]) for ranks in SEED_RANKS]
+    rows = build_table({"3 seeds": seeds, "one": RUN_ROWS["demo"]}, reference="vatex_table12")
+    assert tuple(rows[0]) == EXPECTED_COLUMNS + std_columns(10)
+    three, one = rows[-2], rows[-1]
+    r1 = [statistics.mean([float(r == 1) for r in ranks]) * 100 for ranks in SEED_RANKS]
+    assert three["T2V_R@1"] == round(statistics.mean(r1), 1)
+    assert three["T2V_R@1_std"] == round(statistics.stdev(r1), 1)
+    assert three["V2T_R@1_std"] == 0.0  # the same video ranks in every seed
+    assert one["T2V_R@1_std"] is None and rows[0]["T2V_R@1_std"] is None
+    write_table(tmp_path / "t.csv", rows, "A note.")
+    markdown = (tmp_path / "t.md").read_text()
+    assert f"| {three['T2V_R@1']:.1f} ± {three['T2V_R@1_std']:.1f} |" in markdown
+    assert "_std" not in markdown and markdown.endswith("\nA note.\n")
+
+
+def test_rows_of_several_seeds_leave_the_bootstrap_columns_empty() -> None:
+    with_ci = {
+        direction: {**summary, "CI95": bootstrap_intervals(np.array(ranks), 50)}
+        for (direction, summary), ranks in zip(
+            RUN_ROWS["demo"].items(), ([1, 2, 3, 12, 60, 7], [1, 1, 2.5, 8]), strict=True
+        )
+    }
+    rows = build_table({"one": with_ci, "two": [with_ci, with_ci]}, reference=None)
+    assert rows[0]["T2V_R@1_low"] is not None and rows[1]["T2V_R@1_low"] is None
+    assert rows[1]["T2V_R@1_std"] == 0.0
+
+
+def test_the_runs_sidecar_lists_every_run(tmp_path: Path) -> None:
+    runs = {
+        "3 seeds": {f"vatex/pretrained+seed={seed}": run_metrics(list(ranks), [1, 2])
+                    for seed, ranks in enumerate(SEED_RANKS)},
+        "one": {"vatex/supportset": RUN_ROWS["demo"]},
+    }  # fmt: skip
+    write_runs(tmp_path / "t.runs.csv", run_value_rows(runs))
+    with (tmp_path / "t.runs.csv").open(newline="") as handle:
+        written = list(csv.DictReader(handle))
+    assert [(row["row"], row["run"]) for row in written] == [
+        ("3 seeds", "vatex/pretrained+seed=0"),
+        ("3 seeds", "vatex/pretrained+seed=1"),
+        ("3 seeds", "vatex/pretrained+seed=2"),
+        ("one", "vatex/supportset"),
+    ]
+    assert written[1]["T2V_R@1"] == "33.3"
+
+
+def test_tables_whose_numbers_are_lost_carry_the_paper_s_words() -> None:
+    assert set(PAPER_NOTES) <= set(PAPER_ROWS)
+    for name in ("msrvtt_table1", "zeroshot_table", "vatex_table12"):
+        assert name in PAPER_NOTES
+    for part in "abcdef":
+        assert PAPER_ROWS[f"msrvtt_table2{part}"] == []  # differences only: no rows
+        assert f"msrvtt_table2{part}" in PAPER_NOTES
+    table1 = {row.row: row for row in PAPER_ROWS["msrvtt_table1"]}
+    assert table1["Cross"].t2v[:2] == (27.2, 55.2) and table1["Hybrid"].t2v[:2] == (26.0, 54.8)
+    assert "25.9" in PAPER_NOTES["msrvtt_table1"] and "None" not in table1
+
+
+@pytest.mark.skipif(not SEED.exists(), reason=f"the paper's text is not at {SEED}")
+@pytest.mark.parametrize("name", sorted(PAPER_NOTES))
+def test_the_notes_quote_the_paper_word_for_word(name: str) -> None:
+    paper = " ".join(SEED.read_text().split())
+    quoted = PAPER_NOTES[name].split(': "', 1)[1].rsplit('"', 1)[0]
+    for fragment in quoted.split(" ... "):
+        assert " ".join(fragment.split()).strip('."') in paper, fragment

@@ -6,14 +6,16 @@ import csv
 import json
 import re
 import shutil
+import statistics
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 import yaml
 
 from supportset.retrieval.table import TABLE_COLUMNS, interval_columns
-from tests.workflow_runs import REPO, small_config, snakemake
+from tests.workflow_runs import REPO, job_counts, small_config, snakemake
 
 pytestmark = pytest.mark.e2e
 
@@ -63,8 +65,7 @@ def planned_jobs(demo_run: Path, config: dict) -> dict[str, int]:
     (demo_run / "changed.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     result = snakemake(demo_run, "--dry-run", "--configfile", str(demo_run / "changed.yaml"))
     assert result.returncode == 0, result.stdout + result.stderr
-    stats = result.stdout.split("Job stats:", 1)[1].split("total", 1)[0]
-    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", stats, re.M)}
+    return job_counts(result.stdout)
 
 
 def test_changed_hyper_parameter_reruns_training_but_not_extraction(demo_run: Path):
@@ -199,6 +200,30 @@ def test_changed_text_model_is_checked_before_embedding(demo_run: Path, tmp_path
     assert output_times(demo_run) == before
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("text.model", "text.model 't5-small' is not available offline"),
+        ("training.decoder", "training.decoder 't5-small'"),
+    ],
+)
+def test_a_row_s_own_t5_is_checked_before_any_job(
+    demo_run: Path, tmp_path: Path, setting: str, message: str
+):
+    """Tables 2c and 2d on the demo: a row's text encoder or decoder that is not on disk."""
+    config = small_config()
+    row = {"experiment": "supportset", "set": {setting: "t5-small"}}
+    config["tables"]["t5"] = {"dataset": "demo", "rows": {"T5-small": row}}
+    (demo_run / "t5.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    before = output_times(demo_run)
+    result = snakemake(
+        demo_run, "results/t5.csv", "--configfile", str(demo_run / "t5.yaml"), HF_HOME=str(tmp_path)
+    )
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr[-3000:]
+    assert output_times(demo_run) == before
+
+
 def test_table_without_a_paper_reference(demo_run: Path):
     config = small_config()
     config["tables"]["mine"] = {"dataset": "demo", "rows": {"ours": "triplet"}}
@@ -208,6 +233,70 @@ def test_table_without_a_paper_reference(demo_run: Path):
     with open(demo_run / "results/mine.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [(row["row"], row["source"]) for row in rows] == [("ours", "this run")]
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def metric_values(row: dict[str, str]) -> list[str]:
+    return [row[key] for key in row if key[:4] in ("T2V_", "V2T_")]
+
+
+def test_demo_ablation_tables_and_the_pretraining_chain_build(demo_run: Path):
+    """Tables 1 and 2b of the demo with their paper rows, the pre-train -> fine-tune chain,
+    a two-seed row and a row scored with another experiment's model (model_from)."""
+    config = small_config()
+    config["experiments"]["scored_as_is"] = {"model_from": "results/demo/demo_pretrain/model.pt"}
+    config["tables"]["seeds"] = {"dataset": "demo", "seeds": [0, 1], "rows": {"Triplet": "triplet"}}
+    config["tables"]["reused"] = {
+        "dataset": "demo",
+        "rows": {"Pre-trained": "demo_pretrain", "Its model, scored again": "scored_as_is"},
+    }
+    (demo_run / "tables.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    names = ("demo_table1", "demo_table2b", "demo_pretrain", "seeds", "reused")
+    result = snakemake(
+        demo_run, *(f"results/{name}.csv" for name in names),
+        "--configfile", str(demo_run / "tables.yaml"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = demo_run / "results"
+    table1 = read_rows(results / "demo_table1.csv")
+    assert [(row["row"], row["source"]) for row in table1] == [
+        ("Hybrid", "paper"), ("Cross", "paper"), ("None", "this run"), ("Identity", "this run"),
+        ("Full", "this run"), ("Hybrid", "this run"), ("Cross", "this run"),
+    ]  # fmt: skip
+    assert (
+        (results / "demo_table1.md")
+        .read_text()
+        .rstrip()
+        .endswith("lost from our copy of the paper.")
+    )
+    assert [row["row"] for row in read_rows(results / "demo_table2b.csv")] == [
+        "Mean",
+        "Max",
+        "Transformer",
+    ]
+    assert "mean-or max-pooling" in (results / "demo_table2b.md").read_text()
+    epochs = {
+        name: max(int(row["epoch"]) for row in read_rows(results / f"demo/{name}/train_log.csv"))
+        for name in ("demo_pretrain", "demo_finetune")
+    }
+    assert epochs == {"demo_pretrain": 2, "demo_finetune": 1}  # a quarter, at least one
+    seeds = read_rows(results / "seeds.csv")[0]
+    runs = read_rows(results / "seeds.runs.csv")
+    assert [run["run"] for run in runs] == ["demo/triplet", "demo/triplet+seed=1"]
+    for key in ("T2V_R@1", "V2T_MdR"):
+        values = [float(run[key]) for run in runs]
+        assert float(seeds[key]) == pytest.approx(statistics.mean(values), abs=0.051)
+        assert float(seeds[f"{key}_std"]) == pytest.approx(statistics.stdev(values), abs=0.051)
+    weights = [torch.load(results / f"demo/{name}/model.pt", weights_only=True)["model"]
+               for name in ("triplet", "triplet+seed=1")]  # fmt: skip
+    assert not all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
+    reused = read_rows(results / "reused.csv")
+    assert metric_values(reused[0]) == metric_values(reused[1])
+    assert not (results / "demo/scored_as_is/model.pt").exists()
 
 
 def test_training_with_two_devices_runs_two_processes(demo_run: Path, tmp_path: Path):

@@ -288,29 +288,55 @@ def evaluate(args: argparse.Namespace) -> None:
 def _table_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--row",
-        nargs=2,
+        nargs="+",
         action="append",
-        metavar=("LABEL", "METRICS_JSON"),
+        metavar="LABEL METRICS_JSON",
         required=True,
-        help="a row of this run and its metrics file",
+        help="a row of this run: its label and its metrics file, or one file per seed",
     )
     p.add_argument(
         "--reference", default="", help="paper table to print beside (e.g. msrvtt_table3)"
     )
     p.add_argument("--recall-at", type=int, choices=[10, 50], default=10)
     p.add_argument("--out", required=True, help="table .csv (a .md is written beside it)")
+    p.add_argument(
+        "--out-runs", default=None, help="per-run values .csv (row, run = dataset/experiment)"
+    )
 
 
 def table(args: argparse.Namespace) -> None:
-    """Write a results table: the paper's reference rows beside this run's rows."""
-    from pathlib import Path
+    """Write a results table: the paper's reference rows beside this run's rows (a row of
+    several metrics files is their mean and standard deviation)."""
+    from supportset.retrieval.reference import PAPER_NOTES
+    from supportset.retrieval.table import (
+        build_table,
+        read_metrics,
+        run_value_rows,
+        write_runs,
+        write_table,
+    )
 
-    from supportset.retrieval.table import build_table, read_metrics, write_table
-
-    run_rows = {label: read_metrics(path) for label, path in args.row}
-    rows = build_table(run_rows, args.reference or None, args.recall_at)
-    write_table(args.out, rows)
+    runs = {}
+    for label, *paths in args.row:
+        names = [_run_name(path) for path in paths]
+        if not names or len(set(names)) < len(names):
+            raise SystemExit(f"--row {label!r}: give one metrics file per run, each once")
+        runs[label] = {name: read_metrics(path) for name, path in zip(names, paths, strict=True)}
+    rows = build_table(
+        {label: list(metrics.values()) for label, metrics in runs.items()},
+        args.reference or None,
+        args.recall_at,
+    )
+    write_table(args.out, rows, PAPER_NOTES.get(args.reference, ""))
+    if args.out_runs:
+        write_runs(args.out_runs, run_value_rows(runs, args.recall_at))
     print(Path(args.out).with_suffix(".md").read_text())
+
+
+def _run_name(metrics_path: str) -> str:
+    """dataset/experiment of a results/{dataset}/{experiment}/metrics_{split}.json file."""
+    path = Path(metrics_path).resolve()
+    return f"{path.parent.parent.name}/{path.parent.name}"
 
 
 def _frames_args(p: argparse.ArgumentParser) -> None:

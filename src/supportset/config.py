@@ -9,6 +9,7 @@ tables may only name datasets and experiments that exist. Every error names the 
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,10 @@ import yaml
 
 from supportset.data.adapters import ADAPTERS
 from supportset.retrieval.reference import PAPER_RECALL_AT
+from supportset.table_plan import TablePlanError, add_derived_experiments
 from supportset.train.config import FINE_TUNING_EPOCH_FRACTION, TrainConfig
+
+DEFAULT_TEXT_SET = "text"
 
 
 class ConfigError(ValueError):
@@ -46,7 +50,8 @@ def validate_config(config: dict, schema: dict) -> dict:
 
 
 def check_cross_references(config: dict, schema: dict) -> None:
-    """Check every `overrides` block against its section schema, and tables' references."""
+    """Check every `overrides` block against its section schema, and tables' references;
+    add the experiments that table rows derive (table_plan) to ``config["experiments"]``."""
     for name, dataset in config.get("datasets", {}).items():
         _check_overrides(dataset.get("overrides", {}), f"datasets.{name}", schema)
         try:
@@ -64,25 +69,69 @@ def check_cross_references(config: dict, schema: dict) -> None:
                     f"config key 'datasets.{name}.overrides.{section}.format': the shard "
                     f"format is set once for all datasets ({section}.format)"
                 )
+    for name, table in config.get("tables", {}).items():
+        for key, dataset in _table_datasets(name, table):
+            if dataset not in config.get("datasets", {}):
+                raise ConfigError(f"config key '{key}': unknown dataset '{dataset}'")
+    try:
+        add_derived_experiments(config, schema)
+    except TablePlanError as error:
+        raise ConfigError(str(error)) from None
     for name, experiment in config.get("experiments", {}).items():
         _check_overrides(experiment.get("overrides", {}), f"experiments.{name}", schema)
+        _check_model_from(name, experiment)
     _check_training_combinations(config)
     for name, table in config.get("tables", {}).items():
-        if table["dataset"] not in config.get("datasets", {}):
-            raise ConfigError(
-                f"config key 'tables.{name}.dataset': unknown dataset '{table['dataset']}'"
-            )
         paper_recall_at = PAPER_RECALL_AT.get(table.get("reference", ""), table.get("recall_at"))
         if table.get("reference") and paper_recall_at != table.get("recall_at", 10):
             raise ConfigError(
                 f"config key 'tables.{name}.recall_at': reference {table['reference']} "
                 f"reports R@{paper_recall_at}"
             )
-        for label, experiment in table["rows"].items():
-            if experiment not in config.get("experiments", {}):
-                raise ConfigError(
-                    f"config key 'tables.{name}.rows.{label}': unknown experiment '{experiment}'"
-                )
+
+
+def text_set(config: dict, dataset: str, experiment: str | None = None) -> str:
+    """The folder under results/{dataset}/features/ of the text shards an experiment reads:
+    'text' for the dataset's text.model, 'text-<model>' for an experiment that changes it
+    (Table 2c, "using T5-base, instead of T5-small")."""
+    default = section_settings(config, "text", dataset)["model"]
+    if experiment is None:
+        return DEFAULT_TEXT_SET
+    model = section_settings(config, "text", dataset, experiment)["model"]
+    if model == default:
+        return DEFAULT_TEXT_SET
+    return f"{DEFAULT_TEXT_SET}-" + (
+        re.sub(r"[^a-z0-9.]+", "-", model.lower()).strip("-") or "model"
+    )
+
+
+def text_set_settings(config: dict, dataset: str, name: str) -> dict:
+    """The text settings of text set `name` of `dataset` (see `text_set`)."""
+    if name == DEFAULT_TEXT_SET:
+        return section_settings(config, "text", dataset)
+    for experiment in config.get("experiments", {}):
+        if text_set(config, dataset, experiment) == name:
+            return section_settings(config, "text", dataset, experiment)
+    raise ConfigError(f"no experiment of dataset '{dataset}' reads the text set '{name}'")
+
+
+def _table_datasets(name: str, table: dict) -> list[tuple[str, str]]:
+    """(config key, dataset) of a table and of each row that names its own dataset."""
+    pairs = [(f"tables.{name}.dataset", table["dataset"])]
+    for label, spec in table["rows"].items():
+        if isinstance(spec, dict) and "dataset" in spec:
+            pairs.append((f"tables.{name}.rows.{label}.dataset", spec["dataset"]))
+    return pairs
+
+
+def _check_model_from(name: str, experiment: dict) -> None:
+    """An experiment scored with another run's model is not trained, so it sets nothing."""
+    if experiment.get("model_from") and experiment.get("overrides"):
+        raise ConfigError(
+            f"config key 'experiments.{name}.overrides': the experiment reuses the model "
+            f"{experiment['model_from']} (model_from) and trains nothing, so its settings "
+            "would not apply"
+        )
 
 
 def section_settings(

@@ -1,24 +1,37 @@
 # Helpers of the rules: settings per dataset/experiment, shard lists and wildcard constraints.
 import json
+import re
 import shlex
 from pathlib import Path
 
-from supportset.config import check_cross_references, load_schema, section_settings
+from supportset.config import (
+    check_cross_references,
+    load_schema,
+    section_settings,
+    text_set,
+    text_set_settings,
+)
 from supportset.data.adapters import ADAPTERS
 from supportset.features.store import SHARD_FORMAT
 from supportset.preflight import WEIGHTED_RULES, check_job_weights
+from supportset.table_plan import plan_table
 
 # One shard format per run (file names depend on it); datasets cannot override it.
 SUFFIXES = {"parquet": "parquet", "hdf5": "h5"}
 VISUAL_SUFFIX = SUFFIXES[config["features"]["format"]]
 TEXT_SUFFIX = SUFFIXES[config["text"]["format"]]
 
+# Also adds the experiments that table rows derive (set, sweep, seeds) to config.
 check_cross_references(config, load_schema(workflow.source_path("../schemas/config.schema.yaml")))
+
+# A table's name, one of config's tables (its sidecar results/{name}.runs.csv is not one).
+TABLE_NAMES = "|".join(map(re.escape, config["tables"])) or "(?!)"
 
 
 wildcard_constraints:
     dataset="[a-z][a-z0-9_]*",
-    experiment="[A-Za-z0-9][A-Za-z0-9_-]*",
+    experiment="[A-Za-z0-9][A-Za-z0-9_.=+-]*",
+    textset="text(-[a-z0-9.-]+)?",
     split="train|val|test",
     shard="[0-9]{5}",
     name="[A-Za-z0-9][A-Za-z0-9_-]*",
@@ -43,19 +56,32 @@ def check_planned_weights(jobs):
         if job.rule.name not in WEIGHTED_RULES:
             continue
         dataset, experiment = job.wildcards.get("dataset"), job.wildcards.get("experiment")
-        if (job.rule.name, dataset, experiment) in checked:
+        textset = job.wildcards.get("textset")
+        if (job.rule.name, dataset, experiment, textset) in checked:
             continue
-        checked.add((job.rule.name, dataset, experiment))
+        checked.add((job.rule.name, dataset, experiment, textset))
         try:
             check_job_weights(
                 job.rule.name,
                 settings("features", dataset),
-                settings("text", dataset),
+                job_text_settings(job.wildcards),
                 settings("model", dataset, experiment) if experiment else None,
                 settings("training", dataset, experiment) if experiment else None,
             )
         except RuntimeError as error:
             raise WorkflowError(f"dataset '{dataset}': {error}") from error
+
+
+def job_text_settings(wildcards):
+    """The text settings a job uses: its text set's (embed_text), its experiment's
+    (train, export: text.model may differ per experiment, Table 2c), or the dataset's."""
+    if "textset" in wildcards.keys():
+        return text_set_settings(config, wildcards.dataset, wildcards.textset)
+    return settings("text", wildcards.dataset, wildcards.get("experiment"))
+
+
+def text_settings_json(wildcards):
+    return json.dumps(job_text_settings(wildcards), sort_keys=True)
 
 
 def settings_json(section, with_experiment=False):
@@ -108,33 +134,55 @@ def visual_shards(wildcards):
 
 
 def text_shards(wildcards):
+    """The text shards of the experiment's text set (of the dataset's, without one)."""
     count = settings("text", wildcards.dataset)["shards"]
     return expand(
-        "results/{dataset}/features/text/{shard}.{suffix}",
+        "results/{dataset}/features/{textset}/{shard}.{suffix}",
         dataset=wildcards.dataset,
+        textset=text_set(config, wildcards.dataset, wildcards.get("experiment")),
         shard=shard_names(count),
         suffix=TEXT_SUFFIX,
     )
 
 
 def init_checkpoint_input(wildcards):
-    """The checkpoint training starts from, when training.init_from names one."""
+    """The checkpoint training starts from, when training.init_from names one. An
+    experiment with model_from is not trained: asking for its model.pt is an error."""
+    model_from = settings_of_experiment(wildcards.experiment).get("model_from")
+    if model_from:
+        raise WorkflowError(
+            f"experiment '{wildcards.experiment}' is not trained: it is scored with "
+            f"{model_from} (config key experiments.{wildcards.experiment}.model_from)"
+        )
     path = settings("training", wildcards.dataset, wildcards.experiment)["init_from"]
     return {"init_from": path} if path else {}
 
 
+def exported_model(wildcards):
+    """The model.pt an experiment's embeddings come from: its own, or its model_from."""
+    model_from = settings_of_experiment(wildcards.experiment).get("model_from")
+    return model_from or f"results/{wildcards.dataset}/{wildcards.experiment}/model.pt"
+
+
+def settings_of_experiment(experiment):
+    if experiment not in config["experiments"]:
+        raise WorkflowError(f"unknown experiment '{experiment}' (config key experiments)")
+    return config["experiments"][experiment]
+
+
 def text_model_input(wildcards):
-    """The pipeline-built T5 folder when text.model is 'tiny'; nothing otherwise."""
-    if settings("text", wildcards.dataset)["model"] == "tiny":
+    """The pipeline-built T5 folder when the job's text.model is 'tiny'; nothing otherwise."""
+    if job_text_settings(wildcards)["model"] == "tiny":
         return {"model_dir": f"results/{wildcards.dataset}/text_model"}
     return {}
 
 
 def text_model_argument(wildcards, input):
-    """The T5 the caption decoder comes from: the built folder, or text.model."""
+    """The T5 of the experiment's text encoder (and, unless training.decoder names
+    another, its caption decoder): the built folder, or text.model."""
     if hasattr(input, "model_dir"):
         return input.model_dir
-    return settings("text", wildcards.dataset)["model"]
+    return job_text_settings(wildcards)["model"]
 
 
 def text_model_option(wildcards, input):
@@ -149,21 +197,25 @@ def max_video_seconds(wildcards):
     return settings("training", wildcards.dataset, wildcards.experiment)["max_video_seconds"]
 
 
-def table_metrics(wildcards):
-    """Metrics files of a table's rows, in row order."""
-    table = config["tables"][wildcards.name]
+def table_row_metrics(name):
+    """(label, metrics files of its runs) of every row of table `name`, in row order."""
+    split = config["tables"][name]["split"]
     return [
-        f"results/{table['dataset']}/{experiment}/metrics_{table['split']}.json"
-        for experiment in table["rows"].values()
+        (row.label, [f"results/{run.dataset}/{run.experiment}/metrics_{split}.json" for run in row.runs])
+        for row in plan_table(config, name)
     ]
 
 
-def table_row_options(wildcards, input):
-    """`--row LABEL METRICS` for every row, shell-quoted."""
-    labels = config["tables"][wildcards.name]["rows"]
+def table_metrics(wildcards):
+    """Metrics files of a table's rows (every run of every row), in row order."""
+    return [path for _, paths in table_row_metrics(wildcards.name) for path in paths]
+
+
+def table_row_options(wildcards):
+    """`--row LABEL METRICS...` for every row, shell-quoted."""
     return " ".join(
-        f"--row {shlex.quote(label)} {shlex.quote(path)}"
-        for label, path in zip(labels, input, strict=True)
+        f"--row {shlex.quote(label)} " + " ".join(shlex.quote(path) for path in paths)
+        for label, paths in table_row_metrics(wildcards.name)
     )
 
 

@@ -21,10 +21,10 @@ rule embed_text:
         unpack(text_model_input),
         captions="results/{dataset}/manifest/captions.parquet",
     output:
-        shard=f"results/{{dataset}}/features/text/{{shard}}.{TEXT_SUFFIX}",
-        rejects="results/{dataset}/features/text/{shard}.rejects.parquet",
+        shard=f"results/{{dataset}}/features/{{textset}}/{{shard}}.{TEXT_SUFFIX}",
+        rejects="results/{dataset}/features/{textset}/{shard}.rejects.parquet",
     params:
-        settings=settings_json("text"),
+        settings=text_settings_json,
         shard=lambda wildcards: int(wildcards.shard),
         shard_format=SHARD_FORMAT,  # a new shard layout rebuilds the shards
         model_option=text_model_option,
@@ -34,9 +34,9 @@ rule embed_text:
         runtime=120,
         gpu=1,
     log:
-        "results/logs/embed_text/{dataset}/{shard}.log",
+        "results/logs/embed_text/{dataset}/{textset}/{shard}.log",
     benchmark:
-        "results/benchmarks/embed_text/{dataset}/{shard}.tsv"
+        "results/benchmarks/embed_text/{dataset}/{textset}/{shard}.tsv"
     conda:
         "../../envs/cuda.yaml"
     shell:

@@ -1,6 +1,6 @@
 rule export:
     input:
-        model="results/{dataset}/{experiment}/model.pt",
+        model=exported_model,
         videos="results/{dataset}/manifest/videos.parquet",
         captions="results/{dataset}/manifest/captions.parquet",
         visual=visual_shards,

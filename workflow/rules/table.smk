@@ -1,4 +1,6 @@
 rule table:
+    wildcard_constraints:
+        name=TABLE_NAMES,
     input:
         metrics=table_metrics,
     output:
@@ -8,6 +10,7 @@ rule table:
             category="Retrieval tables",
         ),
         markdown="results/{name}.md",
+        runs="results/{name}.runs.csv",
     params:
         rows=table_row_options,
         reference=reference_option,
@@ -20,4 +23,5 @@ rule table:
         "../../envs/cpu.yaml"
     shell:
         "supportset table {params.rows} {params.reference}"
-        " --recall-at {params.recall_at} --out {output.table} > {log} 2>&1"
+        " --recall-at {params.recall_at} --out {output.table} --out-runs {output.runs}"
+        " > {log} 2>&1"

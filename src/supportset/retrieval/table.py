@@ -4,8 +4,11 @@ A table is a list of dicts keyed by the CSV columns (``TABLE_COLUMNS``, or its R
 for ActivityNet). Recalls (percent) and median ranks are rounded to one decimal, as in the
 paper; a value the paper does not give is empty in the CSV and "-" in Markdown. When this
 run's metrics carry bootstrap intervals, each recall gets two more columns,
-``{T2V,V2T}_R@K_low`` and ``_high`` (95%). ``write_table`` writes the CSV and a Markdown
-rendering with the same stem.
+``{T2V,V2T}_R@K_low`` and ``_high`` (95%). A row of several runs (seeds) holds their mean,
+and every metric gets a ``_std`` column (sample standard deviation, n - 1; empty for rows
+of one run); such rows leave the interval columns empty, their spread being the seeds'.
+``write_table`` writes the CSV and a Markdown rendering with the same stem (cells
+"mean ± std", the paper's notes under the table); ``write_runs`` the per-run values.
 """
 
 from __future__ import annotations
@@ -14,8 +17,11 @@ import csv
 import io
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from supportset.io import atomic_path
 from supportset.retrieval.metrics import DIRECTIONS
@@ -43,6 +49,13 @@ def table_columns(recall_at: int = 10) -> tuple[str, ...]:
 
 
 TABLE_COLUMNS: tuple[str, ...] = table_columns(10)
+RUNS_COLUMNS_PREFIX: tuple[str, ...] = ("row", "run")
+STD_SUFFIX = "_std"
+
+
+def std_columns(recall_at: int = 10) -> tuple[str, ...]:
+    """The standard deviation column of every metric column, in column order."""
+    return tuple(f"{column}{STD_SUFFIX}" for column in table_columns(recall_at)[2:])
 
 
 def interval_columns(recall_at: int = 10) -> tuple[str, ...]:
@@ -92,16 +105,28 @@ def _run_values(label: str, metrics: dict[str, Any], recall_at: int) -> list[flo
 
 
 def build_table(
-    run_rows: dict[str, dict[str, Any]], reference: str | None, recall_at: int = 10
+    run_rows: Mapping[str, dict[str, Any] | list[dict[str, Any]]],
+    reference: str | None,
+    recall_at: int = 10,
 ) -> list[dict[str, Any]]:
-    """Rows of a comparison table, in ``table_columns(recall_at)`` order.
+    """Rows of a comparison table, in ``table_columns(recall_at)`` order (then the interval
+    and ``_std`` columns when there are any).
 
-    ``run_rows``: row label -> metrics dict (metrics JSON shape) of this run, kept in order;
-    ``reference``: name of a table of ``reference.PAPER_ROWS`` whose rows come first, or None;
-    ``recall_at``: K of the third recall column, 10 (MSR-VTT) or 50 (ActivityNet).
+    ``run_rows``: row label -> metrics dict (metrics JSON shape) of this run, or a list of
+    them, one per seed; kept in order. ``reference``: name of a table of
+    ``reference.PAPER_ROWS`` whose rows come first, or None; ``recall_at``: K of the third
+    recall column, 10 (MSR-VTT) or 50 (ActivityNet).
     """
-    with_intervals = any("CI95" in metrics.get("t2v", {}) for metrics in run_rows.values())
-    columns = table_columns(recall_at) + (interval_columns(recall_at) if with_intervals else ())
+    runs_of = {label: _as_runs(label, metrics) for label, metrics in run_rows.items()}
+    with_intervals = any(
+        len(runs) == 1 and "CI95" in runs[0].get("t2v", {}) for runs in runs_of.values()
+    )
+    with_std = any(len(runs) > 1 for runs in runs_of.values())
+    columns = (
+        table_columns(recall_at)
+        + (interval_columns(recall_at) if with_intervals else ())
+        + (std_columns(recall_at) if with_std else ())
+    )
     extra = len(columns) - len(table_columns(recall_at))
     rows = []
     if reference is not None:
@@ -115,12 +140,44 @@ def build_table(
             _table_row(columns, paper.row, PAPER_SOURCE, [*paper.t2v, *paper.v2t, *[None] * extra])
             for paper in references
         )
-    for label, metrics in run_rows.items():
-        values = _run_values(label, metrics, recall_at)
+    for label, runs in runs_of.items():
+        values = np.array([_run_values(label, metrics, recall_at) for metrics in runs])
+        row_values: list[float | None] = list(values.mean(axis=0))
         if with_intervals:
-            values += _interval_values(label, metrics, recall_at)
-        rows.append(_table_row(columns, label, RUN_SOURCE, values))
+            row_values += (
+                _interval_values(label, runs[0], recall_at)
+                if len(runs) == 1
+                else [None] * len(interval_columns(recall_at))
+            )
+        if with_std:
+            row_values += (
+                list(values.std(axis=0, ddof=1))
+                if len(runs) > 1
+                else [None] * len(std_columns(recall_at))
+            )
+        rows.append(_table_row(columns, label, RUN_SOURCE, row_values))
     return rows
+
+
+def run_value_rows(
+    run_rows: Mapping[str, Mapping[str, dict[str, Any]]], recall_at: int = 10
+) -> list[dict[str, Any]]:
+    """One row per run: ``row`` (the table row), ``run`` (its name, e.g. the experiment)
+    and the metric values, for the sidecar of a table whose rows average seeds."""
+    columns = RUNS_COLUMNS_PREFIX + table_columns(recall_at)[2:]
+    return [
+        _table_row(columns, label, run, _run_values(label, metrics, recall_at))
+        for label, runs in run_rows.items()
+        for run, metrics in runs.items()
+    ]
+
+
+def _as_runs(label: str, metrics: dict[str, Any] | list[dict[str, Any]]) -> list[dict]:
+    """The runs of a row: a list of metrics dicts (one per seed), or one metrics dict."""
+    runs = metrics if isinstance(metrics, list) else [metrics]
+    if not runs:
+        raise ValueError(f"row {label!r} has no runs")
+    return runs
 
 
 def _columns_of(rows: list[dict[str, Any]]) -> tuple[str, ...]:
@@ -129,13 +186,11 @@ def _columns_of(rows: list[dict[str, Any]]) -> tuple[str, ...]:
         raise ValueError("a table needs at least one row")
     columns = tuple(rows[0])
     layouts = {
-        layout
+        table_columns(recall_at) + intervals + stds
         for recall_at in RECALL_AT_CHOICES
-        for layout in (
-            table_columns(recall_at),
-            table_columns(recall_at) + interval_columns(recall_at),
-        )
-    }
+        for intervals in ((), interval_columns(recall_at))
+        for stds in ((), std_columns(recall_at))
+    } | {RUNS_COLUMNS_PREFIX + table_columns(recall_at)[2:] for recall_at in RECALL_AT_CHOICES}
     if columns not in layouts:
         raise ValueError(f"unexpected table columns {columns}")
     mismatched = [row.get("row") for row in rows if tuple(row) != columns]
@@ -160,25 +215,42 @@ def _csv_text(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
     return buffer.getvalue()
 
 
-def _markdown_text(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
-    """A Markdown pipe table; text columns left-aligned, numbers right-aligned."""
+def _markdown_text(rows: list[dict[str, Any]], columns: tuple[str, ...], notes: str) -> str:
+    """A Markdown pipe table; text columns left-aligned, numbers right-aligned; a value
+    with a standard deviation reads "mean ± std"; `notes` follow as a paragraph."""
 
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
-    alignment = ["---" if column in ("row", "source") else "---:" for column in columns]
-    body = [line([_cell(row[column], "-") for column in columns]) for row in rows]
-    return "\n".join([line(list(columns)), "|" + "|".join(alignment) + "|", *body]) + "\n"
+    def cell(row: dict[str, Any], column: str) -> str:
+        spread = row.get(f"{column}{STD_SUFFIX}")
+        text = _cell(row[column], "-")
+        return text if spread is None else f"{text} ± {_cell(spread)}"
+
+    shown = [column for column in columns if not column.endswith(STD_SUFFIX)]
+    alignment = ["---" if column in ("row", "source", "run") else "---:" for column in shown]
+    body = [line([cell(row, column) for column in shown]) for row in rows]
+    text = "\n".join([line(shown), "|" + "|".join(alignment) + "|", *body]) + "\n"
+    return text + (f"\n{notes}\n" if notes else "")
 
 
-def write_table(csv_path: str | os.PathLike[str], rows: list[dict[str, Any]]) -> None:
-    """Atomically write ``rows`` to ``csv_path`` and their Markdown rendering to its ``.md``."""
+def write_table(
+    csv_path: str | os.PathLike[str], rows: list[dict[str, Any]], notes: str = ""
+) -> None:
+    """Atomically write ``rows`` to ``csv_path`` and their Markdown rendering (followed by
+    ``notes``) to its ``.md``."""
     columns = _columns_of(rows)
-    csv_text, markdown_text = _csv_text(rows, columns), _markdown_text(rows, columns)
+    csv_text, markdown_text = _csv_text(rows, columns), _markdown_text(rows, columns, notes)
     with atomic_path(csv_path) as temporary:
         temporary.write_text(csv_text, encoding="utf-8")
     with atomic_path(Path(csv_path).with_suffix(".md")) as temporary:
         temporary.write_text(markdown_text, encoding="utf-8")
+
+
+def write_runs(csv_path: str | os.PathLike[str], rows: list[dict[str, Any]]) -> None:
+    """Atomically write the per-run rows of ``run_value_rows`` as CSV."""
+    with atomic_path(csv_path) as temporary:
+        temporary.write_text(_csv_text(rows, _columns_of(rows)), encoding="utf-8")
 
 
 def read_metrics(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:

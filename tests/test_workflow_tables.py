@@ -1,0 +1,147 @@
+"""The paper's tables as targets: what `snakemake -n` plans for each, on the annotation
+files of MSR-VTT, VATEX, ActivityNet, MSVD and HowTo100M (no videos: nothing runs)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from supportset.data.adapters import ADAPTERS
+from tests.workflow_runs import job_counts, small_config, snakemake
+
+pytestmark = pytest.mark.e2e
+
+DATASETS = ("msrvtt", "vatex", "activitynet", "msvd", "howto100m")
+SHARDS = 4  # features.shards of every dataset but the demo
+
+
+@pytest.fixture(scope="module")
+def paper_datasets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workdir whose config points every dataset at a folder of its annotation files."""
+    workdir = tmp_path_factory.mktemp("tables")
+    config = small_config()
+    for name in DATASETS:
+        dataset = config["datasets"][name]
+        root = workdir / "data" / name
+        root.mkdir(parents=True)
+        adapter = ADAPTERS[dataset["adapter"]]
+        for file in adapter.files(root, adapter.choose_split(dataset.get("split", ""))):
+            (root / file).touch()
+        dataset["root"] = str(root)
+        overrides = dataset.setdefault("overrides", {})
+        overrides["features"] = config["datasets"]["demo"]["overrides"]["features"] | {
+            "shards": SHARDS
+        }
+        overrides.setdefault("text", {})["model"] = "tiny"
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return workdir
+
+
+def dry_run(workdir: Path, target: str) -> str:
+    result = snakemake(workdir, f"results/{target}.csv", "--dry-run")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def jobs_of(stdout: str, rule: str) -> list[dict[str, str]]:
+    """The planned jobs of `rule`: their `input:`, `output:` and `wildcards:` lines."""
+    jobs = []
+    for block in stdout.split("\nrule ")[1:]:
+        name, _, body = block.partition(":\n")
+        if name.strip() == rule:
+            jobs.append(dict(re.findall(r"^\s+(input|output|wildcards): (.*)$", body, re.M)))
+    return jobs
+
+
+ONE_DATASET = {"prepare": 1, "build_tiny_text_model": 1, "extract_visual": SHARDS, "table": 1}
+
+
+@pytest.mark.parametrize(
+    ("table", "models", "text_sets"),
+    [
+        ("msrvtt_table1", 5, 1),  # none, identity, full, hybrid, cross
+        ("msrvtt_table2a", 3, 1),  # motion, appearance, both: features extracted once
+        ("msrvtt_table2b", 3, 1),  # mean, max, transformer
+        ("msrvtt_table2c", 2, 2),  # T5-small, T5-base text encoders: two sets of states
+        ("msrvtt_table2d", 2, 1),  # T5-small, T5-base decoders: one set of states
+        ("msrvtt_table2e", 3, 1),  # InfoNCE, triplet inter + intra, triplet inter
+        ("msrvtt_table2f", 5, 1),  # support sets of 2, 8, 16, 32, 63
+    ],
+)
+def test_each_ablation_table_trains_its_rows_on_features_made_once(
+    paper_datasets: Path, table: str, models: int, text_sets: int
+):
+    counts = job_counts(dry_run(paper_datasets, table))
+    assert counts == {
+        **ONE_DATASET, "embed_text": text_sets, "train": models, "export": models,
+        "evaluate": models,
+    }  # fmt: skip
+
+
+def test_table_2a_trains_on_slices_of_the_same_shards(paper_datasets: Path):
+    stdout = dry_run(paper_datasets, "msrvtt_table2a")
+    trained = {job["wildcards"]: job["input"] for job in jobs_of(stdout, "train")}
+    assert set(trained) == {
+        "dataset=msrvtt, experiment=triplet+visual_features=motion",
+        "dataset=msrvtt, experiment=triplet+visual_features=appearance",
+        "dataset=msrvtt, experiment=triplet",
+    }
+    assert len(set(trained.values())) == 1  # the same shards, manifests and text states
+
+
+def test_table_2c_embeds_the_captions_once_per_t5(paper_datasets: Path):
+    stdout = dry_run(paper_datasets, "msrvtt_table2c")
+    outputs = sorted(job["output"].split(",")[0] for job in jobs_of(stdout, "embed_text"))
+    assert outputs == [
+        "results/msrvtt/features/text-t5-small/00000.parquet",
+        "results/msrvtt/features/text/00000.parquet",
+    ]
+    small = next(j for j in jobs_of(stdout, "train") if "t5-small" in j["wildcards"])
+    assert "results/msrvtt/features/text-t5-small/00000.parquet" in small["input"]
+
+
+def test_pretrained_rows_fine_tune_the_one_howto100m_model(paper_datasets: Path):
+    stdout = dry_run(paper_datasets, "msrvtt_table3_pretrained")
+    assert job_counts(stdout) == {
+        "prepare": 2, "build_tiny_text_model": 2, "extract_visual": 2 * SHARDS,
+        "embed_text": 2, "train": 3, "export": 2, "evaluate": 2, "table": 1,
+    }  # fmt: skip
+    trained = {job["wildcards"]: job["input"] for job in jobs_of(stdout, "train")}
+    pretraining = "results/howto100m/supportset/model.pt"
+    assert pretraining in trained["dataset=msrvtt, experiment=pretrained"]
+    assert pretraining not in trained["dataset=msrvtt, experiment=supportset"]
+    assert "dataset=howto100m, experiment=supportset" in trained
+
+
+def test_table_12_fine_tunes_three_seeds_from_one_pretraining(paper_datasets: Path):
+    stdout = dry_run(paper_datasets, "vatex_table12")
+    assert job_counts(stdout)["train"] == 4
+    experiments = sorted(job["wildcards"] for job in jobs_of(stdout, "train"))
+    assert experiments == [
+        "dataset=howto100m, experiment=supportset",
+        "dataset=vatex, experiment=pretrained",
+        "dataset=vatex, experiment=pretrained+seed=1",
+        "dataset=vatex, experiment=pretrained+seed=2",
+    ]
+
+
+def test_the_zero_shot_table_scores_the_howto100m_model_on_four_datasets(paper_datasets: Path):
+    stdout = dry_run(paper_datasets, "zeroshot_table")
+    assert job_counts(stdout) == {
+        "prepare": 5, "build_tiny_text_model": 5, "extract_visual": 5 * SHARDS,
+        "embed_text": 5, "train": 1, "export": 4, "evaluate": 4, "table": 1,
+    }  # fmt: skip
+    exports = jobs_of(stdout, "export")
+    assert sorted(job["wildcards"].split(",")[0] for job in exports) == [
+        f"dataset={name}" for name in ("activitynet", "msrvtt", "msvd", "vatex")
+    ]
+    assert all("results/howto100m/supportset/model.pt" in job["input"] for job in exports)
+
+
+def test_a_model_that_is_not_trained_cannot_be_asked_for(paper_datasets: Path):
+    result = snakemake(paper_datasets, "results/msrvtt/zeroshot/model.pt", "--dry-run")
+    assert result.returncode != 0
+    assert "experiments.zeroshot.model_from" in result.stdout + result.stderr
