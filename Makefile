@@ -31,4 +31,4 @@ test: lint
 
 ## clean-demo: remove the demo's generated corpus and results
 clean-demo:
-	rm -rf resources/demo results/demo results/demo_table3.csv results/demo_table3.md
+	rm -rf resources/demo results/demo results/demo_*.csv results/demo_*.md

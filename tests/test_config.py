@@ -164,6 +164,8 @@ def test_fine_tuning_from_a_checkpoint_runs_a_quarter_of_the_epochs():
     }
     assert section_settings(config, "training", "msrvtt", "tuned")["epochs"] == 5  # 20 / 4
     assert section_settings(config, "training", "activitynet", "tuned")["epochs"] == 7  # 28 / 4
+    assert section_settings(config, "training", "vatex", "tuned")["epochs"] == 8  # 7.5 up
+    assert section_settings(config, "training", "demo", "tuned")["epochs"] == 3  # 2.5 up
     assert section_settings(config, "training", "msrvtt", "tuned_10")["epochs"] == 10
     assert section_settings(config, "training", "msrvtt", "supportset")["epochs"] == 20
 

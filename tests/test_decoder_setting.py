@@ -71,6 +71,16 @@ def test_preflight_checks_the_decoder_model(tmp_path, monkeypatch):
     check_job_weights("train", FEATURES, text, model, {**missing, "decoder": folder})
 
 
+def test_preflight_compares_the_vocabularies_of_a_named_text_model(tmp_path):
+    training = {"captioning": "cross", "decoder": save_t5(tmp_path / "decoder", d_model=24)}
+    model = {"text_encoder": "frozen"}
+    same = {"model": save_t5(tmp_path / "text", d_model=16)}
+    check_job_weights("train", FEATURES, same, model, training)
+    other = {"model": save_t5(tmp_path / "other", d_model=16, vocab_size=20)}
+    with pytest.raises(TextModelError, match="has a vocabulary of 16 tokens"):
+        check_job_weights("train", FEATURES, other, model, training)
+
+
 def test_training_captions_with_the_decoder_setting_names(tmp_path):
     text_model = save_t5(tmp_path / "text", d_model=16)
     decoder = save_t5(tmp_path / "decoder", d_model=24)

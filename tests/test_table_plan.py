@@ -115,6 +115,14 @@ def triplet_row(**fields) -> dict:
         (triplet_row(sweep={"training.lr": [0.1]}), "{value}"),
         ({"experiment": "zeroshot", "seeds": [1]}, "is not trained (model_from)"),
         (triplet_row(dataset="nope"), "tables.t.rows.R.dataset': unknown dataset"),
+        (triplet_row(set={"training.seed": 5}, seeds=[0, 5]), "R.set.training.seed"),
+        (triplet_row(sweep={"training.seed": [0, 1]}), "R.sweep.training.seed"),
+        (
+            triplet_row(
+                set={"training.selection": "val", "training.train_splits": ["train", "val"]}
+            ),
+            "config key 'tables.t.rows.R' (dataset demo",
+        ),
     ],
 )
 def test_bad_rows_name_their_key(row: dict, key: str):
@@ -144,3 +152,23 @@ def test_swept_labels_must_differ():
 def test_an_experiment_scored_with_another_model_takes_no_overrides():
     with pytest.raises(ConfigError, match=r"experiments\.z\.overrides"):
         validated({}, {"z": {"model_from": "m.pt", "overrides": {"training": {"lr": 0.1}}}})
+
+
+def test_two_t5_folders_that_would_share_a_text_set_are_an_error():
+    experiments = {
+        "a": {"overrides": {"text": {"model": "/models/t5_small"}}},
+        "b": {"overrides": {"text": {"model": "/models/t5-small"}}},
+    }
+    with pytest.raises(
+        ConfigError, match="would share results/demo/features/text-models-t5-small/"
+    ):
+        validated({}, experiments)
+
+
+def test_a_derived_experiment_is_checked_on_its_row_s_dataset_only():
+    """msrvtt trains on train and val and keeps the last epoch; a row that selects on val
+    is valid on the demo and is not checked on msrvtt."""
+    row = {"experiment": "triplet", "set": {"training.selection": "val"}}
+    validated({"t": {"dataset": "demo", "rows": {"R": row}}})
+    with pytest.raises(ConfigError, match=r"'tables\.t\.rows\.R' \(dataset msrvtt"):
+        validated({"t": {"dataset": "msrvtt", "rows": {"R": row}}})

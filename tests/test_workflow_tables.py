@@ -68,7 +68,7 @@ ONE_DATASET = {"prepare": 1, "build_tiny_text_model": 1, "extract_visual": SHARD
         ("msrvtt_table2c", 2, 2),  # T5-small, T5-base text encoders: two sets of states
         ("msrvtt_table2d", 2, 1),  # T5-small, T5-base decoders: one set of states
         ("msrvtt_table2e", 3, 1),  # InfoNCE, triplet inter + intra, triplet inter
-        ("msrvtt_table2f", 5, 1),  # support sets of 2, 8, 16, 32, 63
+        ("msrvtt_table2f", 5, 1),  # support sets of 2, 8, 16, 32 and the whole batch
     ],
 )
 def test_each_ablation_table_trains_its_rows_on_features_made_once(
@@ -101,18 +101,32 @@ def test_table_2c_embeds_the_captions_once_per_t5(paper_datasets: Path):
     ]
     small = next(j for j in jobs_of(stdout, "train") if "t5-small" in j["wildcards"])
     assert "results/msrvtt/features/text-t5-small/00000.parquet" in small["input"]
+    (command,) = [line for line in stdout.splitlines() if "text_model=t5-small" in line
+                  and " train --videos" in line]  # fmt: skip
+    assert "--text-model t5-small " in command  # the encoder fine-tuned is T5-small too
 
 
-def test_pretrained_rows_fine_tune_the_one_howto100m_model(paper_datasets: Path):
-    stdout = dry_run(paper_datasets, "msrvtt_table3_pretrained")
+@pytest.mark.parametrize(
+    ("table", "dataset"),
+    [
+        ("msrvtt_table3_pretrained", "msrvtt"),
+        ("vatex_table4_pretrained", "vatex"),
+        ("activitynet_table5_pretrained", "activitynet"),
+        ("msvd_table_pretrained", "msvd"),
+    ],
+)
+def test_pretrained_rows_fine_tune_the_one_howto100m_model(
+    paper_datasets: Path, table: str, dataset: str
+):
+    stdout = dry_run(paper_datasets, table)
     assert job_counts(stdout) == {
         "prepare": 2, "build_tiny_text_model": 2, "extract_visual": 2 * SHARDS,
         "embed_text": 2, "train": 3, "export": 2, "evaluate": 2, "table": 1,
     }  # fmt: skip
     trained = {job["wildcards"]: job["input"] for job in jobs_of(stdout, "train")}
     pretraining = "results/howto100m/supportset/model.pt"
-    assert pretraining in trained["dataset=msrvtt, experiment=pretrained"]
-    assert pretraining not in trained["dataset=msrvtt, experiment=supportset"]
+    assert pretraining in trained[f"dataset={dataset}, experiment=pretrained"]
+    assert pretraining not in trained[f"dataset={dataset}, experiment=supportset"]
     assert "dataset=howto100m, experiment=supportset" in trained
 
 

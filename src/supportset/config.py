@@ -9,6 +9,7 @@ tables may only name datasets and experiments that exist. Every error names the 
 from __future__ import annotations
 
 import copy
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,7 +20,7 @@ import yaml
 
 from supportset.data.adapters import ADAPTERS
 from supportset.retrieval.reference import PAPER_RECALL_AT
-from supportset.table_plan import TablePlanError, add_derived_experiments
+from supportset.table_plan import TablePlanError, add_derived_experiments, is_derived, plan_table
 from supportset.train.config import FINE_TUNING_EPOCH_FRACTION, TrainConfig
 
 DEFAULT_TEXT_SET = "text"
@@ -81,6 +82,7 @@ def check_cross_references(config: dict, schema: dict) -> None:
         _check_overrides(experiment.get("overrides", {}), f"experiments.{name}", schema)
         _check_model_from(name, experiment)
     _check_training_combinations(config)
+    _check_text_sets(config)
     for name, table in config.get("tables", {}).items():
         paper_recall_at = PAPER_RECALL_AT.get(table.get("reference", ""), table.get("recall_at"))
         if table.get("reference") and paper_recall_at != table.get("recall_at", 10):
@@ -153,8 +155,8 @@ def section_settings(
         _deep_update(settings, experiment_overrides.get(section, {}))
         explicit = "epochs" in experiment_overrides.get(section, {})
         if section == "training" and settings.get("init_from") and not explicit:
-            epochs = settings.get("epochs", TrainConfig.epochs)
-            settings["epochs"] = max(1, round(epochs / FINE_TUNING_EPOCH_FRACTION))
+            epochs = settings.get("epochs", TrainConfig.epochs)  # halves round up: 30 -> 8
+            settings["epochs"] = max(1, math.floor(epochs / FINE_TUNING_EPOCH_FRACTION + 0.5))
     if section == "evaluation" and settings.get("protocol") == "auto":
         settings["protocol"] = published_protocol(config["datasets"][dataset], dataset)
     return settings
@@ -162,18 +164,51 @@ def section_settings(
 
 def _check_training_combinations(config: dict) -> None:
     """Training settings that are valid one by one but not together (e.g. selection 'val'
-    while training on val), for every dataset and experiment."""
+    while training on val), for every dataset and experiment of config.yaml, and for each
+    experiment a table row derives on the dataset of that row (naming the row)."""
     if "training" not in config:
         return
+    for dataset, experiment, key in _trained_pairs(config):
+        values = section_settings(config, "training", dataset, experiment)
+        try:
+            TrainConfig(**values)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(
+                f"config key '{key}' (dataset {dataset}, experiment {experiment}): {error}"
+            ) from None
+
+
+def _trained_pairs(config: dict) -> list[tuple[str, str, str]]:
+    """(dataset, experiment, config key to blame) of every run the config can ask for."""
+    pairs = [
+        (dataset, experiment, "training")
+        for dataset in config.get("datasets", {})
+        for experiment in config.get("experiments", {})
+        if not is_derived(experiment)
+    ]
+    for name in config.get("tables", {}):
+        for row in plan_table(config, name):
+            pairs.extend(
+                (run.dataset, run.experiment, f"tables.{name}.rows.{row.label}")
+                for run in row.runs
+                if is_derived(run.experiment)
+            )
+    return pairs
+
+
+def _check_text_sets(config: dict) -> None:
+    """Two T5s whose names make the same text-set folder would share text states."""
     for dataset in config.get("datasets", {}):
+        models: dict[str, str] = {}
         for experiment in config.get("experiments", {}):
-            values = section_settings(config, "training", dataset, experiment)
-            try:
-                TrainConfig(**values)
-            except (TypeError, ValueError) as error:
+            model = section_settings(config, "text", dataset, experiment)["model"]
+            name = text_set(config, dataset, experiment)
+            if models.setdefault(name, model) != model:
                 raise ConfigError(
-                    f"config key 'training' (dataset {dataset}, experiment {experiment}): {error}"
-                ) from None
+                    f"config key 'experiments.{experiment}.overrides.text.model': '{model}' "
+                    f"and '{models[name]}' would share results/{dataset}/features/{name}/; "
+                    "rename one model folder"
+                )
 
 
 def published_protocol(dataset: dict, name: str) -> str:

@@ -9,9 +9,9 @@ again, and their weights are checked then.
 
 from __future__ import annotations
 
-from supportset.features.text import TextSettings, check_model_available
+from supportset.features.text import TextModelError, TextSettings, check_model_available
 from supportset.features.visual import VisualSettings, check_weights
-from supportset.model.decoder import check_decoder_available
+from supportset.model.decoder import check_decoder_available, check_same_vocabulary
 from supportset.settings import from_mapping
 
 WEIGHTED_RULES = ("extract_visual", "embed_text", "train")
@@ -41,6 +41,11 @@ def check_job_weights(
         check_text_model(text)
     if rule == "train" and _loads_decoder(training):
         check_decoder_available(training["decoder"])
+        if text["model"] != "tiny":  # a tiny T5 is built by the DAG: checked in training
+            try:
+                check_same_vocabulary(training["decoder"], text["model"])
+            except ValueError as error:
+                raise TextModelError(str(error)) from None
 
 
 def _loads_decoder(training: dict | None) -> bool:

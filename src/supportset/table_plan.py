@@ -29,6 +29,7 @@ import jsonschema
 # then those of that T5, embedded once per dataset and model).
 SETTABLE = {"model": None, "training": None, "text": ("model",)}
 SWEEP_PLACEHOLDER = "{value}"
+DERIVED_SEPARATOR = "+"  # never in the name of an experiment of config.yaml (schema)
 
 
 class TablePlanError(ValueError):
@@ -69,6 +70,11 @@ def add_derived_experiments(config: dict, schema: dict) -> None:
                 _add(experiments, run.experiment, overrides, f"tables.{name}.rows.{row.label}")
 
 
+def is_derived(experiment: str) -> bool:
+    """Whether `experiment` was derived by a table row (not written in config.yaml)."""
+    return DERIVED_SEPARATOR in experiment
+
+
 def derived_name(base: str, changes: dict[str, Any], seed: int | None) -> str:
     """``base`` followed by ``+key=value`` per changed setting (sorted) and ``+seed=N``."""
     parts = [base]
@@ -77,7 +83,7 @@ def derived_name(base: str, changes: dict[str, Any], seed: int | None) -> str:
         parts.append(f"{'text_' if section == 'text' else ''}{leaf}={_value_text(value)}")
     if seed is not None:
         parts.append(f"seed={seed}")
-    return "+".join(parts)
+    return DERIVED_SEPARATOR.join(parts)
 
 
 def _expanded_rows(
@@ -172,6 +178,12 @@ def _check_row(config: dict, spec: dict, seeds: list[int], key: str, schema: dic
     for setting, values in (spec.get("sweep") or {}).items():
         for value in values:
             _check_setting(setting, value, f"{key}.sweep.{setting}", schema)
+    for part in ("set", "sweep"):
+        if "training.seed" in (spec.get(part) or {}):
+            raise TablePlanError(
+                f"config key '{key}.{part}.training.seed': give a row's seeds as `seeds` "
+                "(one run each, mean and std)"
+            )
 
 
 def _check_setting(setting: str, value: Any, key: str, schema: dict) -> None:
