@@ -4,7 +4,8 @@ A video is usable when its features are in a visual shard (rejected videos are n
 caption when its token states are in a text shard and its video is usable. Everything
 left out is counted in the log, never dropped silently. Sequences are read from the shards
 on demand (see `ShardSequences`), so memory does not grow with the size of the store.
-`FeatureBank.visual_part` gives the appearance or motion columns alone (Table 2a).
+`FeatureBank.visual_part` gives the appearance or motion columns alone (Table 2a);
+`FeatureBank.tokenizer` says which tokenizer made the caption token ids.
 """
 
 from __future__ import annotations
@@ -35,6 +36,17 @@ class SplitData:
     caption_windows: dict[str, tuple[float, float]] = field(default_factory=dict)  # segments, s
 
 
+@dataclass(frozen=True)
+class TokenizerIdentity:
+    """The tokenizer that made a set of caption token ids (see `text.tokenizer_sha256`)."""
+
+    sha256: str  # of the vocabulary: equal values give every token the same id
+    text_model: str  # the T5 name or folder the text shards were embedded with
+
+    def describe(self) -> str:
+        return f"text.model {self.text_model} (tokenizer vocabulary sha256 {self.sha256[:12]})"
+
+
 @dataclass
 class FeatureBank:
     """The cached sequences of a dataset: id -> float32 (T, D), read from the shards on
@@ -46,6 +58,8 @@ class FeatureBank:
     fps: float = 1.0  # visual feature steps per second of video
     timestamps: Mapping[str, np.ndarray] | None = None  # video_id -> (T,) s; None: k / fps
     visual_shards: tuple[Path, ...] = ()  # where `videos` is read from; () for plain dicts
+    # the text shards' tokenizer; None for plain dicts and shards written before its record
+    tokenizer: TokenizerIdentity | None = None
 
     @classmethod
     def load(
@@ -56,7 +70,7 @@ class FeatureBank:
     ) -> FeatureBank:
         """A bank over the shards, keeping at most about `cache_mb` MB of decoded Parquet
         row groups per process (half for visual features, half for the text shards' token
-        states and ids)."""
+        states and ids). Text shards made with different tokenizers are a ValueError."""
         visual_shards, text_shards = list(visual_shards), list(text_shards)
         half = (cache_mb << 20) // 2
         return cls(
@@ -66,6 +80,7 @@ class FeatureBank:
             read_metadata(visual_shards[0]).get("settings", {}).get("fps", 1.0),
             ShardSequences(visual_shards, "video_id", "timestamps", cache_bytes=1 << 20),
             tuple(Path(path) for path in visual_shards),
+            text_shards_tokenizer(text_shards),
         )
 
     def layout(self) -> dict[str, tuple[int, int]] | None:
@@ -172,6 +187,38 @@ class FeatureBank:
             captions_of_video,
             windows,
         )
+
+
+def text_shards_tokenizer(paths: Sequence[str | Path]) -> TokenizerIdentity | None:
+    """The tokenizer all the text shards `paths` were embedded with, from their metadata;
+    None when there are no shards or they predate `tokenizer_sha256`. Shards that differ
+    (another tokenizer, or one recorded and one not) are a ValueError naming two of them."""
+    identities = [_shard_tokenizer(path) for path in paths]
+    for path, identity in zip(paths, identities, strict=True):
+        if _sha256(identity) != _sha256(identities[0]):
+            raise ValueError(
+                f"text shards {paths[0]} and {path} do not share a tokenizer "
+                f"({_description(identities[0])} and {_description(identity)}), so their "
+                "token ids mean different things: run embed_text again for the whole dataset"
+            )
+    return identities[0] if identities else None
+
+
+def _shard_tokenizer(path: str | Path) -> TokenizerIdentity | None:
+    metadata = read_metadata(path)
+    if "tokenizer_sha256" not in metadata:
+        return None
+    return TokenizerIdentity(metadata["tokenizer_sha256"], metadata["model"])
+
+
+def _sha256(identity: TokenizerIdentity | None) -> str | None:
+    return identity.sha256 if identity is not None else None
+
+
+def _description(identity: TokenizerIdentity | None) -> str:
+    if identity is None:
+        return "no tokenizer recorded: written before embed_text recorded it"
+    return identity.describe()
 
 
 class _Columns(Mapping[str, np.ndarray]):

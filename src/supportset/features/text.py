@@ -4,11 +4,14 @@ Captions are tokenised with the model's tokenizer (ending in </s>), truncated to
 `max_tokens`, and encoded by the T5 encoder into one d_model-dim vector per token
 (768 for t5-base). Batches are grouped by length so that little padding is computed.
 Models load from the Hugging Face cache or a local directory only, never the network.
+The shards' metadata names the model, its revision and `tokenizer_sha256`, the fingerprint
+of the tokenizer's vocabulary, which says what the stored token ids mean.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -161,6 +164,7 @@ def embed_shard(
         "stage": "embed_text",
         "model": model,
         "revision": model_revision(model, encoder.config),
+        "tokenizer_sha256": tokenizer_sha256(tokenizer),
         "settings": asdict(settings),
         "dim": encoder.config.d_model,
         "truncated_captions": truncated,
@@ -176,6 +180,15 @@ def embed_shard(
         len(usable), model, truncated, settings.max_tokens, len(rejected),
     )  # fmt: skip
     return len(usable), len(rejected)
+
+
+def tokenizer_sha256(tokenizer: transformers.PreTrainedTokenizerBase) -> str:
+    """sha256 (64 hex digits) of the tokenizer's vocabulary, its (token, id) pairs sorted by
+    token as JSON: what a stored token id means. T5's checkpoints (t5-small, t5-base, a local
+    copy) share one vocabulary and so one value; two tiny tokenizers trained on different
+    captions have different ones."""
+    pairs = sorted(tokenizer.get_vocab().items())
+    return hashlib.sha256(json.dumps(pairs, ensure_ascii=False).encode()).hexdigest()
 
 
 def model_revision(model: str, config: transformers.PretrainedConfig) -> str:

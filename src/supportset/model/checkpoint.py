@@ -1,22 +1,28 @@
 """model.pt: the trained heads (and fine-tuned T5 encoder) with what rebuilding them needs.
 
 Written atomically by `save_checkpoint` and read back with torch.load(weights_only=True):
-weights, the model settings, the input widths and, with a fine-tuned T5 encoder, its
-configuration as JSON. `load_model` rebuilds the model for export and search;
-`initialise_from` starts training from another run's weights (e.g. HowTo100M pre-training).
+weights, the model settings, the input widths, the tokenizer of the captions it was trained
+on and, with a fine-tuned T5 encoder, its configuration as JSON. `load_model` rebuilds the
+model for export and search; `initialise_from` starts training from another run's weights
+(e.g. HowTo100M pre-training). Both, and export, check that the text shards they read
+share the checkpoint's tokenizer (`check_tokenizer`): a model is reused on other datasets.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 import transformers
 
+from supportset.features.bank import TokenizerIdentity
 from supportset.io import atomic_path
 from supportset.model.retrieval_model import ModelConfig, SupportSetModel
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_KEYS = ("model", "model_config", "video_dim", "text_dim")  # what loading needs
 # model settings that checkpoints of older versions lack, with the values they were
@@ -30,9 +36,16 @@ LEGACY_MODEL_SETTINGS = {
 }
 
 
-def save_checkpoint(path: str | Path, state: dict, model: SupportSetModel, best: dict) -> None:
+def save_checkpoint(
+    path: str | Path,
+    state: dict,
+    model: SupportSetModel,
+    best: dict,
+    tokenizer: TokenizerIdentity | None = None,
+) -> None:
     """Atomic checkpoint loadable with torch.load(weights_only=True); with a fine-tuned T5
-    encoder it also holds that encoder's configuration (JSON) and weights."""
+    encoder it also holds that encoder's configuration (JSON) and weights. `tokenizer` is
+    that of the training bank's text shards (None: unknown, and later uses warn)."""
     t5 = model.t5_encoder
     checkpoint = {
         "model": state,
@@ -40,6 +53,7 @@ def save_checkpoint(path: str | Path, state: dict, model: SupportSetModel, best:
         "video_dim": model.video_dim,
         "text_dim": model.text_dim,
         "t5_config": t5.config.to_json_string() if t5 is not None else "",
+        "tokenizer": asdict(tokenizer) if tokenizer is not None else None,
         "best": best,
     }
     with atomic_path(path) as temporary:
@@ -74,9 +88,53 @@ def model_settings(checkpoint: dict) -> dict:
     return {**LEGACY_MODEL_SETTINGS, **checkpoint["model_config"]}
 
 
-def initialise_from(model: SupportSetModel, path: str | Path) -> None:
+def check_tokenizer(
+    checkpoint: dict, path: str | Path, what: str, tokenizer: TokenizerIdentity | None
+) -> None:
+    """Refuse to read text shards made by another tokenizer than the captions `checkpoint`
+    was trained on: the same token id would mean another word (and a frozen encoder's
+    states other captions), so every number would silently mean nothing. The ValueError
+    names `what` (the setting or argument that pointed at `path`) and both tokenizers.
+    When either side has no record (written before it was kept) the check is skipped with
+    a warning saying why."""
+    unrecorded = _unrecorded_tokenizer(checkpoint, tokenizer)
+    if unrecorded:
+        log.warning(
+            "%s %s: not checked that the text shards share its tokenizer, as %s",
+            what,
+            path,
+            unrecorded,
+        )
+        return
+    trained = TokenizerIdentity(**checkpoint["tokenizer"])
+    if trained.sha256 != tokenizer.sha256:
+        raise ValueError(
+            f"{what} {path} was trained on captions tokenized by {trained.describe()}, but "
+            f"the text shards read here were tokenized by {tokenizer.describe()}: the same "
+            "token id means different words to the two, so its numbers would mean nothing. "
+            "Embed both datasets' captions with one text.model ('tiny' trains a tokenizer "
+            "on each dataset's own captions; t5-small, t5-base and their local copies share one)"
+        )
+
+
+def _unrecorded_tokenizer(checkpoint: dict, tokenizer: TokenizerIdentity | None) -> str:
+    """Why the tokenizers cannot be compared; empty when both are recorded."""
+    before = "written before embed_text recorded tokenizer_sha256, or not read from shards"
+    if "tokenizer" not in checkpoint:
+        return "the model.pt was written before checkpoints recorded a tokenizer"
+    if checkpoint["tokenizer"] is None:
+        return f"the text shards it was trained on recorded no tokenizer ({before})"
+    if tokenizer is None:
+        return f"the text shards read here record no tokenizer ({before})"
+    return ""
+
+
+def initialise_from(
+    model: SupportSetModel, path: str | Path, tokenizer: TokenizerIdentity | None = None
+) -> None:
     """Load the weights (and input statistics) of a checkpoint of the same architecture,
-    trained on features of the same dimensions."""
+    trained on features of the same dimensions and captions tokenized as `tokenizer` (the
+    text shards' tokenizer of the experiment; None: unknown, the check is skipped)."""
     checkpoint = read_checkpoint(path, "training.init_from")
     settings = _shaping(model_settings(checkpoint))
     if settings != _shaping(asdict(model.config)):
@@ -91,6 +149,7 @@ def initialise_from(model: SupportSetModel, path: str | Path) -> None:
             f"and {checkpoint['text_dim']}-dim text inputs, this experiment has {video_dim} "
             f"and {text_dim}"
         )
+    check_tokenizer(checkpoint, path, "training.init_from", tokenizer)
     model.load_state_dict(checkpoint["model"])
 
 
@@ -103,7 +162,11 @@ def _shaping(settings: dict) -> dict:
 
 def load_model(path: str | Path, device: torch.device) -> SupportSetModel:
     """The model of a checkpoint written by `save_checkpoint`, in eval mode on `device`."""
-    checkpoint = read_checkpoint(path, "model file")
+    return model_from_checkpoint(read_checkpoint(path, "model file"), device)
+
+
+def model_from_checkpoint(checkpoint: dict, device: torch.device) -> SupportSetModel:
+    """The model of the contents of a model.pt (`read_checkpoint`), in eval mode on `device`."""
     t5_encoder = None
     if checkpoint.get("t5_config"):  # absent in checkpoints of older versions
         config = transformers.T5Config.from_dict(json.loads(checkpoint["t5_config"]))

@@ -227,7 +227,13 @@ def finish(session: Session, progress: Progress, outputs: TrainOutputs) -> dict:
     """Write the kept epoch's checkpoint, the log and the curves (rank 0)."""
     session.scalars.close()
     if rank_and_size()[0] == 0:
-        save_checkpoint(outputs.model, progress.best_state, session.model, progress.best)
+        save_checkpoint(
+            outputs.model,
+            progress.best_state,
+            session.model,
+            progress.best,
+            session.data.bank.tokenizer,
+        )
         write_log(outputs.log, progress.rows)
         plot_curves(outputs.log, outputs.log.with_name("train_curves.png"))
     return progress.best
@@ -279,7 +285,7 @@ def _build_model(
     text_dim = t5_encoder.config.d_model if t5_encoder is not None else bank.text_dim
     model = SupportSetModel(model_config, bank.video_dim, text_dim, t5_encoder)  # same on all ranks
     if config.init_from:
-        initialise_from(model, config.init_from)
+        initialise_from(model, config.init_from, bank.tokenizer)
     elif model_config.input_norm == "standardize":
         steps = bank.steps(config.max_video_seconds)
         model.video_norm.fit(bank.videos[v][:steps] for v in train_split.video_ids)
