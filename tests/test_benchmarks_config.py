@@ -1,15 +1,17 @@
-"""The configs and summaries of the demo benchmarks over seeds (benchmarks/demo_seeds.py,
-benchmarks/demo_table1.py), checked without running them."""
+"""The config and summary of the demo tables over seeds (benchmarks/demo_tables.py),
+checked without running the DAG."""
 
-import copy
+import csv
 import importlib
 import json
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from supportset.config import load_schema, section_settings, validate_config
+from supportset.table_plan import Run, plan_table
 from tests.conftest import REPO
 
 SCHEMA = load_schema(REPO / "workflow/schemas/config.schema.yaml")
@@ -23,92 +25,104 @@ def benchmark(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], ModuleType]:
     return importlib.import_module
 
 
-def effective(config: dict, experiment: str) -> dict:
-    """The model and training settings an experiment trains the demo with."""
-    return {
-        section: section_settings(config, section, "demo", experiment)
-        for section in ("model", "training")
+def planned(config: dict, table: str) -> dict[str, list[str]]:
+    """Row label -> the experiments of its runs, of a validated config."""
+    return {row.label: [run.experiment for run in row.runs] for row in plan_table(config, table)}
+
+
+def test_the_config_adds_seeds_to_the_chosen_tables_and_changes_nothing_else(benchmark):
+    demo_tables = benchmark("demo_tables")
+    config = demo_tables.seeded_config(["demo_table1", "demo_table2b"], 3)
+    for name in ("demo_table1", "demo_table2b"):
+        assert config["tables"][name].pop("seeds") == [0, 1, 2]
+    assert config == benchmark("demo_runs").repo_config()
+
+
+def test_an_unknown_table_is_refused(benchmark):
+    with pytest.raises(ValueError, match="not_a_table"):
+        benchmark("demo_tables").seeded_config(["demo_table1", "not_a_table"], 3)
+
+
+def test_seeded_rows_train_one_model_per_seed_seed_0_being_the_experiment(benchmark):
+    demo_tables = benchmark("demo_tables")
+    config = validate_config(demo_tables.seeded_config(["demo_table1"], 3), SCHEMA)
+    (none, *_, cross) = plan_table(config, "demo_table1")
+    assert none.runs == (
+        Run("demo", "triplet"), Run("demo", "triplet+seed=1"), Run("demo", "triplet+seed=2"),
+    )  # fmt: skip
+    assert cross.label == "Cross" and cross.runs[2] == Run("demo", "supportset+seed=2")
+    training = section_settings(config, "training", "demo", "triplet+seed=2")
+    assert (training["seed"], training["captioning"]) == (2, "none")
+    assert planned(config, "demo_table2b") == {  # a table without seeds: one run a row
+        "Mean": ["triplet+pooling=mean"],
+        "Max": ["triplet+pooling=max"],
+        "Transformer": ["triplet"],
     }
 
 
-def without_variant(settings: dict) -> dict:
-    """Settings less the two keys that tell Table 1's runs apart."""
-    training = settings["training"]
-    return {
-        **settings,
-        "training": {key: training[key] for key in training if key not in ("captioning", "seed")},
+def test_the_default_tables_share_runs_27_trainings_in_all(benchmark):
+    demo_tables = benchmark("demo_tables")
+    written = demo_tables.seeded_config(list(demo_tables.TABLES), 3)
+    assert demo_tables.split_of(written, "demo_table1") == "test"  # the schema's default
+    config = validate_config(written, SCHEMA)
+    runs = {
+        run for name in demo_tables.TABLES for row in plan_table(config, name) for run in row.runs
     }
+    assert len(runs) == (5 + 2 + 2) * 3  # demo_table3's rows are all in the other tables
+    assert planned(config, "demo_table2b")["Transformer"] == planned(config, "demo_table1")["None"]
 
 
-def test_table1_config_has_every_variant_and_seed_differing_in_nothing_else(benchmark):
-    demo_table1 = benchmark("demo_table1")
-    config, runs = demo_table1.table1_config(3)
-    config = validate_config(copy.deepcopy(config), SCHEMA)
-    assert len(config["experiments"]) == 15
-    assert list(runs) == ["none", "identity", "full", "hybrid", "cross"]
-    common = without_variant(effective(config, "t1_cross"))
-    for variant, names in runs.items():
-        assert len(names) == 3
-        for seed, name in enumerate(names):
-            training = effective(config, name)["training"]
-            assert (training["captioning"], training["seed"]) == (variant, seed)
-            assert without_variant(effective(config, name)) == common
-    assert common["training"]["caption_weight"] == 10.0  # the paper's lambda, not tuned
-    (table,) = config["tables"].values()
-    assert (table["dataset"], table["split"]) == ("demo", "test")
-    assert sorted(table["rows"].values()) == sorted(config["experiments"])
+def test_every_comparison_names_rows_of_its_table(benchmark):
+    demo_tables = benchmark("demo_tables")
+    config = validate_config(demo_tables.seeded_config(list(demo_tables.TABLES), 3), SCHEMA)
+    for name, pairs in demo_tables.COMPARISONS.items():
+        labels = planned(config, name)
+        assert all(row in labels and baseline in labels for row, baseline in pairs), name
 
 
-def test_demo_seeds_config_keeps_the_experiments_and_adds_seed_copies(benchmark):
-    demo_seeds = benchmark("demo_seeds")
-    config, labels = demo_seeds.seeds_config(2)
-    config = validate_config(copy.deepcopy(config), SCHEMA)
-    assert set(config["experiments"]) == {
-        name + suffix for name in labels for suffix in ("", "_seed1")
-    }
-    rows = config["tables"]["demo_seeds"]["rows"]
-    assert rows["triplet seed 0"] == "triplet"
-    assert effective(config, "triplet_seed1")["training"]["seed"] == 1
-    assert effective(config, "triplet_seed1")["training"]["captioning"] == "none"
+def write_results(results: Path, name: str, t2v: dict[str, dict[str, float]]) -> None:
+    """A table's Markdown and runs.csv as the table rule writes them (T2V R@1 only filled)."""
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"{name}.md").write_text(f"| row | source |\n|---|---|\n| {name} | this run |\n")
+    with open(results / f"{name}.runs.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["row", "run", "T2V_R@1", "V2T_R@1"])
+        for label, runs in t2v.items():
+            writer.writerows([label, run, f"{value:.1f}", "9.9"] for run, value in runs.items())
 
 
-def fake_metrics(t2v: float, v2t: float) -> dict:
-    """A metrics JSON of the demo's test split (48 videos, 240 captions)."""
-    return {
-        "t2v": {"R@1": t2v, "n_queries": 240, "CI95": {"R@1": [t2v - 6.0, t2v + 6.0]}},
-        "v2t": {"R@1": v2t, "n_queries": 48},
-    }
+def seeded(label: str, experiment: str, values: tuple[float, ...]) -> dict[str, dict[str, float]]:
+    names = [experiment] + [f"{experiment}+seed={seed}" for seed in range(1, len(values))]
+    return {label: {f"demo/{name}": value for name, value in zip(names, values, strict=True)}}
 
 
-def test_table1_summary_reports_spread_chance_and_cross_against_none(benchmark):
-    demo_table1 = benchmark("demo_table1")
-    metrics = {
-        variant: [fake_metrics(30.0, 20.0)] * 3 for variant in ("identity", "full", "hybrid")
-    }
-    metrics["none"] = [fake_metrics(value, 25.0) for value in (10.0, 12.0, 14.0)]
-    metrics["cross"] = [fake_metrics(value, 25.0) for value in (14.0, 16.0, 18.0)]
-    text = demo_table1.summary(metrics)
-    assert "| None | 12.0 ± 2.0 | 10.0 | 12.0 | 14.0 | 4.0-16.0 | 25.0 ± 0.0 |" in text
-    assert "100 / 48 test videos = 2.1%" in text
-    assert "beats None's: +4.0 points, +2.0 pooled sample std (2.0)" in text
-    metrics["cross"], metrics["none"] = metrics["none"], metrics["cross"]
-    assert "does not beat None's: -4.0 points" in demo_table1.summary(metrics)
+def test_the_summary_prints_tables_runs_comparisons_and_chance(benchmark, tmp_path):
+    demo_tables = benchmark("demo_tables")
+    table1 = {**seeded("None", "triplet", (10.0, 12.0, 14.0))}
+    for variant, experiment in (("Identity", "identity"), ("Full", "full"), ("Hybrid", "hybrid")):
+        table1 |= seeded(variant, experiment, (11.0, 12.0, 13.0))
+    table1 |= seeded("Cross", "supportset", (14.0, 16.0, 18.0))
+    write_results(tmp_path, "demo_table1", table1)
+    write_results(tmp_path, "demo_table3", seeded("Triplet", "triplet", (10.0, 12.0, 14.0)))
+    (tmp_path / "demo/triplet").mkdir(parents=True)
+    (tmp_path / "demo/triplet/metrics_test.json").write_text(
+        json.dumps({"t2v": {"n_queries": 240}, "v2t": {"n_queries": 48}})
+    )
+    text = demo_tables.summary(tmp_path, ["demo_table1", "demo_table3"], "test")
+    assert "### demo_table1\n\n| row | source |" in text
+    assert "- None: demo/triplet 10.0, demo/triplet+seed=1 12.0, demo/triplet+seed=2 14.0" in text
+    assert "Cross minus None, mean T2V R@1: +4.0 points, +2.0 pooled std (2.0)." in text
+    # sqrt((2 * 4 + 2 * 1) / 4) = 1.58
+    assert "Identity minus None, mean T2V R@1: +0.0 points, +0.0 pooled std (1.6)." in text
+    assert "### demo_table3" in text and "demo_table3 minus" not in text
+    assert text.endswith(
+        "Chance R@1 (either direction) = 100 / 48 test videos = 2.1% "
+        "(240 caption queries, 48 video queries)."
+    )
 
 
-def test_table1_reads_each_runs_test_metrics_where_evaluate_writes_them(benchmark, tmp_path):
-    demo_table1 = benchmark("demo_table1")
-    runs = {"none": ["t1_none", "t1_none_seed1"]}
-    for value, name in enumerate(runs["none"]):
-        (tmp_path / "demo" / name).mkdir(parents=True)
-        (tmp_path / "demo" / name / "metrics_test.json").write_text(json.dumps({"t2v": value}))
-    assert demo_table1.read_metrics(tmp_path, runs) == {"none": [{"t2v": 0}, {"t2v": 1}]}
-
-
-@pytest.mark.parametrize("seeds", [1, 3])
-def test_seed_copies_leave_the_experiments_alone(benchmark, seeds):
-    demo_runs = benchmark("demo_runs")
-    experiments = {"a": {"overrides": {"training": {"captioning": "none"}}}}
-    repeated, runs = demo_runs.seed_copies(experiments, seeds)
-    assert experiments == {"a": {"overrides": {"training": {"captioning": "none"}}}}
-    assert runs == {"a": ["a"] + [f"a_seed{seed}" for seed in range(1, seeds)]}
-    assert repeated["a"] == experiments["a"]
+def test_a_comparison_without_spread_says_so(benchmark):
+    values = seeded("Mean", "m", (5.0, 5.0)) | seeded("Transformer", "t", (3.0, 3.0))
+    assert benchmark("demo_tables").comparison_line(values, "Transformer", "Mean") == (
+        "Transformer minus Mean, mean T2V R@1: -2.0 points (pooled std 0)."
+    )
