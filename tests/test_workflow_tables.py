@@ -3,6 +3,7 @@ files of MSR-VTT, VATEX, ActivityNet, MSVD and HowTo100M (no videos: nothing run
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -40,7 +41,9 @@ def paper_datasets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return workdir
 
 
+@functools.cache
 def dry_run(workdir: Path, target: str) -> str:
+    """The output of `snakemake -n` for a table (once per target: tests share it)."""
     result = snakemake(workdir, f"results/{target}.csv", "--dry-run")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
