@@ -135,7 +135,8 @@ def test_a_part_of_the_bank_is_its_columns(tmp_path):
 def test_a_model_trained_on_motion_reads_and_exports_the_motion_columns(tmp_path):
     bank, split = write_shards(tmp_path)
     model_file = tmp_path / "m.pt"
-    train(bank, split, None, MODEL, TRAINING, model_file, tmp_path / "l.csv")
+    # two reader workers, as the train rule runs: the sliced bank crosses into them
+    train(bank, split, None, MODEL, TRAINING, model_file, tmp_path / "l.csv", workers=2)
     model = load_model(model_file, torch.device("cpu"))
     assert (model.video_dim, model.config.visual_features) == (MOTION_DIM, "motion")
     motion = np.concatenate([bank.videos[v][:4, APPEARANCE_DIM:] for v in split.video_ids])

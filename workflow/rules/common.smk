@@ -41,8 +41,8 @@ def settings(section, dataset, experiment=None):
     """Effective settings of one config section for a dataset (and experiment)."""
     if dataset not in config["datasets"]:
         raise WorkflowError(f"unknown dataset '{dataset}' (config key datasets)")
-    if experiment is not None and experiment not in config["experiments"]:
-        raise WorkflowError(f"unknown experiment '{experiment}' (config key experiments)")
+    if experiment is not None:
+        settings_of_experiment(experiment)  # stops for an unknown one
     return section_settings(config, section, dataset, experiment)
 
 
@@ -165,6 +165,7 @@ def exported_model(wildcards):
 
 
 def settings_of_experiment(experiment):
+    """The experiment's entry in config (model_from, overrides); stops for an unknown one."""
     if experiment not in config["experiments"]:
         raise WorkflowError(f"unknown experiment '{experiment}' (config key experiments)")
     return config["experiments"][experiment]
