@@ -204,6 +204,26 @@ def text_shards_tokenizer(paths: Sequence[str | Path]) -> TokenizerIdentity | No
     return identities[0] if identities else None
 
 
+def text_features_record(paths: Sequence[str | Path]) -> dict | None:
+    """What a query must go through to be encoded as the text shards' captions were: the
+    T5 (name or folder) they were embedded with, the truncation `max_tokens`, the storage
+    `dtype` of the T5 states and `tokenizer_sha256`, from the first shard's metadata (the
+    tokenizer is checked to be shared by `text_shards_tokenizer`); None without shards or
+    for shards that predate `tokenizer_sha256`."""
+    if not paths:
+        return None
+    metadata = read_metadata(paths[0])
+    if "tokenizer_sha256" not in metadata:
+        return None
+    settings = metadata.get("settings", {})
+    return {
+        "model": metadata["model"],
+        "max_tokens": settings["max_tokens"],
+        "dtype": settings["dtype"],
+        "tokenizer_sha256": metadata["tokenizer_sha256"],
+    }
+
+
 def _shard_tokenizer(path: str | Path) -> TokenizerIdentity | None:
     metadata = read_metadata(path)
     if "tokenizer_sha256" not in metadata:

@@ -2,10 +2,13 @@
 
 Written atomically by `save_checkpoint` and read back with torch.load(weights_only=True):
 weights, the model settings, the input widths, the tokenizer of the captions it was trained
-on and, with a fine-tuned T5 encoder, its configuration as JSON. `load_model` rebuilds the
-model for export and search; `initialise_from` starts training from another run's weights
-(e.g. HowTo100M pre-training). Both, and export, check that the text shards they read
-share the checkpoint's tokenizer (`check_tokenizer`): a model is reused on other datasets.
+on, how those captions were encoded (`text_features`: the T5, truncation and storage type,
+which `supportset search` repeats for a query), the provenance block of the run
+(`supportset.provenance`) and, with a fine-tuned T5 encoder, its configuration as JSON.
+`load_model` rebuilds the model for export and search; `initialise_from` starts training
+from another run's weights (e.g. HowTo100M pre-training). Both, and export, check that the
+text shards they read share the checkpoint's tokenizer (`check_tokenizer`): a model is
+reused on other datasets.
 """
 
 from __future__ import annotations
@@ -42,10 +45,14 @@ def save_checkpoint(
     model: SupportSetModel,
     best: dict,
     tokenizer: TokenizerIdentity | None = None,
+    text_features: dict | None = None,
+    provenance: dict | None = None,
 ) -> None:
     """Atomic checkpoint loadable with torch.load(weights_only=True); with a fine-tuned T5
     encoder it also holds that encoder's configuration (JSON) and weights. `tokenizer` is
-    that of the training bank's text shards (None: unknown, and later uses warn)."""
+    that of the training bank's text shards (None: unknown, and later uses warn);
+    `text_features` their `features.bank.text_features_record`; `provenance` the run's
+    `supportset.provenance.provenance` block."""
     t5 = model.t5_encoder
     checkpoint = {
         "model": state,
@@ -55,6 +62,8 @@ def save_checkpoint(
         "t5_config": t5.config.to_json_string() if t5 is not None else "",
         "tokenizer": asdict(tokenizer) if tokenizer is not None else None,
         "best": best,
+        "text_features": text_features,
+        "provenance": provenance,
     }
     with atomic_path(path) as temporary:
         torch.save(checkpoint, temporary)
@@ -81,6 +90,16 @@ def read_checkpoint(path: str | Path, what: str) -> dict:
             f"file of another kind (without {', '.join(missing)})"
         )
     return checkpoint
+
+
+def checkpoint_provenance(path: str | Path) -> dict | None:
+    """The provenance block of a model.pt (None for files written before it was kept),
+    read without loading the weights into memory (the file is memory-mapped)."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a zip-format torch file: read_checkpoint says what it is
+        checkpoint = read_checkpoint(path, "model file")
+    return checkpoint.get("provenance")
 
 
 def model_settings(checkpoint: dict) -> dict:

@@ -8,9 +8,12 @@ from pathlib import Path
 from supportset.io import atomic_path
 
 
-def plot_curves(log_csv: str | Path, out_png: str | Path) -> None:
+def plot_curves(
+    log_csv: str | Path, out_png: str | Path, kept_epoch: int | None = None, selection: str = ""
+) -> None:
     """Two panels: per-step losses (total, contrastive, captioning) and validation
-    text-to-video R@1 / R@5 / R@10 per epoch."""
+    text-to-video R@1 / R@5 / R@10 per epoch; `kept_epoch`, the epoch model.pt holds, is
+    marked on both (chosen by `selection`: val or last)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,6 +32,12 @@ def plot_curves(log_csv: str | Path, out_png: str | Path) -> None:
         key = f"t2v_R@{k}"
         recalls.plot([int(r["epoch"]) for r in epochs], [float(r[key]) for r in epochs], label=key)
     recalls.set(xlabel="epoch", ylabel="validation recall (%)")
+    if kept_epoch is not None:
+        label = f"kept: epoch {kept_epoch} ({selection})"
+        recalls.axvline(kept_epoch, color="black", linestyle="--", label=label)
+        last_step = max((int(r["step"]) for r in rows if int(r["epoch"]) == kept_epoch), default=0)
+        losses.axvline(last_step, color="black", linestyle="--", label=label)
+        losses.legend()
     recalls.legend()
     figure.tight_layout()
     with atomic_path(out_png) as temporary:

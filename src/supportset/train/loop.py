@@ -73,6 +73,14 @@ class TrainOutputs:
     log: Path  # train_log.csv (curves and TensorBoard scalars are written beside it)
 
 
+@dataclass(frozen=True)
+class CheckpointRecords:
+    """What model.pt keeps about the run besides the weights (see model.checkpoint)."""
+
+    text_features: dict | None = None  # features.bank.text_features_record of the text shards
+    provenance: dict | None = None  # supportset.provenance.provenance of the run
+
+
 @dataclass
 class Session:
     """Everything the epochs share, built by `setup`."""
@@ -99,13 +107,15 @@ def train(
     text_model: str | None = None,
     input_files: Sequence[str | Path] = (),
     workers: int = 0,
+    records: CheckpointRecords | None = None,
 ) -> dict:
     """Train, write the kept checkpoint and the log; return the kept epoch's summary.
 
     `text_model` (a T5 name or folder) provides the caption decoder (unless
     `config.decoder` names another T5) and the fine-tuned encoder; `input_files` (the
     shards) decide, with the settings, whether a saved state resumes; `workers` processes
-    read the batches (0: this process), which changes no result.
+    read the batches (0: this process), which changes no result; `records` are stored in
+    the checkpoint as they are (how the captions were encoded, the run's provenance).
     """
     session = setup(data, model_config, config, outputs, text_model, input_files, workers)
     progress = load_state(
@@ -128,7 +138,7 @@ def train(
             session.optimizer,
             session.order_rng,
         )
-    return finish(session, progress, outputs)
+    return finish(session, progress, outputs, records or CheckpointRecords())
 
 
 def setup(
@@ -223,7 +233,9 @@ def run_epoch(session: Session, epoch: int, progress: Progress) -> Progress:
     return Progress(epoch, step, rows, best, best_state)
 
 
-def finish(session: Session, progress: Progress, outputs: TrainOutputs) -> dict:
+def finish(
+    session: Session, progress: Progress, outputs: TrainOutputs, records: CheckpointRecords
+) -> dict:
     """Write the kept epoch's checkpoint, the log and the curves (rank 0)."""
     session.scalars.close()
     if rank_and_size()[0] == 0:
@@ -233,9 +245,16 @@ def finish(session: Session, progress: Progress, outputs: TrainOutputs) -> dict:
             session.model,
             progress.best,
             session.data.bank.tokenizer,
+            records.text_features,
+            records.provenance,
         )
         write_log(outputs.log, progress.rows)
-        plot_curves(outputs.log, outputs.log.with_name("train_curves.png"))
+        plot_curves(
+            outputs.log,
+            outputs.log.with_name("train_curves.png"),
+            progress.best["epoch"],
+            session.config.selection,
+        )
     return progress.best
 
 
