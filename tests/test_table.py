@@ -267,3 +267,87 @@ def test_the_notes_quote_the_paper_word_for_word(name: str) -> None:
     quoted = PAPER_NOTES[name].split(': "', 1)[1].rsplit('"', 1)[0]
     for fragment in quoted.split(" ... "):
         assert " ".join(fragment.split()).strip('."') in paper, fragment
+
+
+def with_postprocessed(metrics: dict, **summaries: dict) -> dict:
+    """`metrics` with post-processed summaries (name -> metrics dict), as evaluate writes."""
+    return {**metrics, "postprocessed": summaries}
+
+
+DSL_RUN = run_metrics([1, 1, 1, 12, 60, 7], [1, 1, 1, 8])
+QBNORM_RUN = run_metrics([1, 2, 2, 3, 4, 5], [2, 2, 2, 1])
+
+
+def test_post_processed_rows_follow_their_raw_row_under_their_own_names(tmp_path: Path) -> None:
+    runs = {
+        label: with_postprocessed(RUN_ROWS[label], qbnorm=QBNORM_RUN, dsl=DSL_RUN)
+        for label in ("demo", "demo | ablation")
+    }
+    rows = build_table(runs, reference="msrvtt_table3", postprocess=("qbnorm", "dsl"))
+    assert [row["row"] for row in rows[len(PAPER_LABELS) :]] == [
+        "demo", "demo + DSL", "demo + QB-Norm",
+        "demo | ablation", "demo | ablation + DSL", "demo | ablation + QB-Norm",
+    ]  # fmt: skip
+    assert [row["source"] for row in rows[len(PAPER_LABELS) :]] == ["this run"] * 6
+    raw_only = build_table(RUN_ROWS, reference="msrvtt_table3")
+    assert rows[len(PAPER_LABELS)] == raw_only[len(PAPER_LABELS)]  # the raw row stays as it was
+    # post-processings another table asked the evaluation for are not shown here
+    assert build_table(runs, reference="msrvtt_table3") == raw_only
+    expected = {"dsl": DSL_RUN, "qbnorm": QBNORM_RUN}
+    for row, name in zip(rows[len(PAPER_LABELS) + 1 : -3], ("dsl", "qbnorm"), strict=True):
+        alone = build_table({row["row"]: expected[name]}, reference=None)[0]
+        assert row == alone
+    assert rows[len(PAPER_LABELS) + 1]["T2V_R@1"] == 50.0
+    write_table(tmp_path / "t.csv", rows)
+    assert "| demo + QB-Norm | this run | 16.7 |" in (tmp_path / "t.md").read_text()
+
+
+def test_post_processed_rows_of_seeds_and_with_intervals() -> None:
+    seeds = [
+        with_postprocessed(run_metrics(list(ranks), [1, 2]), dsl=run_metrics(list(ranks), [1, 1]))
+        for ranks in SEED_RANKS
+    ]
+    rows = build_table({"3 seeds": seeds}, reference=None, postprocess=("dsl",))
+    assert [row["row"] for row in rows] == ["3 seeds", "3 seeds + DSL"]
+    assert rows[1]["T2V_R@1"] == rows[0]["T2V_R@1"] and rows[1]["T2V_R@1_std"] is not None
+    assert rows[1]["V2T_R@1"] == 100.0 and rows[0]["V2T_R@1"] == 50.0
+
+    def with_ci(ranks: tuple[list[float], list[float]]) -> dict:
+        metrics = run_metrics(*ranks)
+        for direction, direction_ranks in zip(("t2v", "v2t"), ranks, strict=True):
+            metrics[direction]["CI95"] = bootstrap_intervals(np.array(direction_ranks), 50)
+        return metrics
+
+    one = with_postprocessed(with_ci(([1, 2, 9], [1, 3])), qbnorm=with_ci(([1, 1, 9], [1, 1])))
+    rows = build_table({"one": one}, reference=None, postprocess=("qbnorm",))
+    assert tuple(rows[1]) == EXPECTED_COLUMNS + interval_columns(10)
+    assert rows[1]["T2V_R@1_low"] <= rows[1]["T2V_R@1"] == 66.7 <= rows[1]["T2V_R@1_high"]
+
+
+def test_every_run_must_hold_the_post_processing_its_table_shows() -> None:
+    seeds = [with_postprocessed(RUN_ROWS["demo"], dsl=DSL_RUN), RUN_ROWS["demo"]]
+    lacking = r"row 'mixed': the table shows dsl but the metrics of run\(s\) \[1\]"
+    with pytest.raises(ValueError, match=lacking):
+        build_table({"mixed": seeds}, reference=None, postprocess=("dsl",))
+    with pytest.raises(ValueError, match=r"run\(s\) \['a/y'\] hold no such"):
+        run_value_rows({"mixed": {"a/x": seeds[0], "a/y": seeds[1]}}, postprocess=("dsl",))
+    with pytest.raises(ValueError, match=r"unknown post-processing\(s\) \['rerank'\]"):
+        build_table({"odd": seeds[0]}, None, postprocess=("rerank",))
+
+
+def test_the_runs_sidecar_lists_post_processed_runs_after_the_raw_ones() -> None:
+    runs = {
+        "two": {
+            f"demo/seed={seed}": with_postprocessed(RUN_ROWS["demo"], dsl=DSL_RUN, qbnorm=DSL_RUN)
+            for seed in (0, 1)
+        },
+        "plain": {"demo/plain": RUN_ROWS["demo | ablation"]},
+    }
+    runs["plain"] = {"demo/plain": with_postprocessed(RUN_ROWS["demo | ablation"], dsl=DSL_RUN)}
+    rows = run_value_rows(runs, postprocess=("dsl",))
+    assert [(row["row"], row["run"]) for row in rows] == [
+        ("two", "demo/seed=0"), ("two", "demo/seed=1"),
+        ("two + DSL", "demo/seed=0"), ("two + DSL", "demo/seed=1"),
+        ("plain", "demo/plain"), ("plain + DSL", "demo/plain"),
+    ]  # fmt: skip
+    assert rows[2]["T2V_R@1"] == 50.0 and rows[0]["T2V_R@1"] == 16.7

@@ -6,12 +6,16 @@ The metrics JSON holds one summary per direction::
              "n_queries": ..., "CI95": {"R@1": [low, high], ...}},
      "v2t": {...},
      "protocol": "multi-caption",
-     "index": {"kind": "hnsw", "t2v": {"R@1": ..., "recall@50_vs_exact": ...}, "v2t": {...}}}
+     "index": {"kind": "hnsw", "t2v": {"R@1": ..., "recall@50_vs_exact": ...}, "v2t": {...}},
+     "postprocessed": {"dsl": {"t2v": {...}, "v2t": {...}}, "qbnorm": {...}}}
 
 R@K is a percentage, MdR and MnR are 1-based ranks (halves possible with averaged ties, see
 ``search``) and ``n_queries`` an integer. ``CI95`` (bootstrap intervals over the queries)
 appears when asked for; ``index`` when an approximate FAISS index is evaluated beside the
-exact metrics, which it never replaces.
+exact metrics, which it never replaces; ``postprocessed`` holds the summaries of the
+re-scorings asked for (``postprocess``: dual softmax, querybank normalisation), which never
+replace the raw ones either. ``evaluate_split_with_ranks`` also returns the per-query
+results of the ranks file (see ``ranks``).
 
 Protocols (which captions are queries): ``multi-caption`` (every caption; MSVD, VATEX and
 the demo), ``one-caption`` (each video's first caption in file order; MSR-VTT 1k-A, whose
@@ -26,14 +30,31 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from supportset.io import atomic_path
 from supportset.retrieval.embeddings import check_pair, format_ids
 from supportset.retrieval.index import IndexConfig, build_index, recall_against_exact, top_k
+from supportset.retrieval.postprocess import (
+    POSTPROCESSORS,
+    DualSoftmax,
+    QueryBank,
+    QueryBankNorm,
+    padded_positives,
+    ranks_in_block,
+)
+from supportset.retrieval.ranks import (
+    TOP,
+    Direction,
+    direction_table,
+    score_blocks,
+    split_directions,
+    top_k_rows,
+)
 from supportset.retrieval.search import BLOCK_BYTES, TieMode, ranks_both_ways
 
 log = logging.getLogger(__name__)
@@ -54,6 +75,23 @@ class EvaluationConfig:
     ivf_probe: int = 32  # IVF cells visited per query
     hnsw_neighbours: int = 32  # HNSW links per node (M)
     hnsw_ef_search: int = 128  # HNSW candidate list length while searching
+    postprocess: list[str] = field(default_factory=list)  # also reported apart: dsl | qbnorm
+    dsl_temperature: float = 0.01  # DSL prior's softmax temperature on cosines (CLIP's 1/100)
+    qbnorm_beta: float = 20.0  # QB-Norm's inverse temperature beta (the official default)
+    qbnorm_k: int = 1  # QB-Norm's activation set: each bank query's top k (official default)
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.postprocess if name not in POSTPROCESSORS]
+        if unknown or len(set(self.postprocess)) < len(self.postprocess):
+            raise ValueError(
+                f"postprocess must name each of {POSTPROCESSORS} at most once, "
+                f"got {self.postprocess}"
+            )
+        if self.dsl_temperature <= 0 or self.qbnorm_beta <= 0 or self.qbnorm_k < 1:
+            raise ValueError(
+                "dsl_temperature and qbnorm_beta must be positive and qbnorm_k at least 1, "
+                f"got {self.dsl_temperature}, {self.qbnorm_beta}, {self.qbnorm_k}"
+            )
 
     def index_config(self) -> IndexConfig:
         return IndexConfig(
@@ -180,28 +218,141 @@ def evaluate_split(
     caption_emb: np.ndarray,
     config: EvaluationConfig = EvaluationConfig(),
     device: str = "cpu",
+    query_bank: QueryBank | None = None,
 ) -> dict[str, Any]:
     """The metrics JSON of one split under `config`: protocol, exact metrics, optional
-    bootstrap intervals and, for an approximate index, its own R@K and recall."""
+    bootstrap intervals, for an approximate index its own R@K and recall, and the metrics
+    of each post-processing asked for (``qbnorm`` needs `query_bank`)."""
+    metrics, _ = _evaluate(
+        video_ids, video_emb, caption_ids, caption_video_ids, caption_emb,
+        config, device, query_bank, False, BLOCK_BYTES,
+    )  # fmt: skip
+    return metrics
+
+
+def evaluate_split_with_ranks(
+    video_ids: Sequence[str],
+    video_emb: np.ndarray,
+    caption_ids: Sequence[str],
+    caption_video_ids: Sequence[str],
+    caption_emb: np.ndarray,
+    config: EvaluationConfig = EvaluationConfig(),
+    device: str = "cpu",
+    query_bank: QueryBank | None = None,
+    max_bytes: int = BLOCK_BYTES,
+) -> tuple[dict[str, Any], pa.Table]:
+    """``evaluate_split``'s metrics and the ranks file's table (``ranks.RANKS_SCHEMA``: t2v
+    rows, then v2t rows, queries in protocol order), whose ``rank`` column holds the very
+    ranks the metrics summarise. The top items and the post-processed ranks of a direction
+    come from one pass over its scores; ``max_bytes`` bounds the scores held at once."""
+    metrics, tables = _evaluate(
+        video_ids, video_emb, caption_ids, caption_video_ids, caption_emb,
+        config, device, query_bank, True, max_bytes,
+    )  # fmt: skip
+    return metrics, pa.concat_tables(tables)
+
+
+def _evaluate(
+    video_ids: Sequence[str],
+    video_emb: np.ndarray,
+    caption_ids: Sequence[str],
+    caption_video_ids: Sequence[str],
+    caption_emb: np.ndarray,
+    config: EvaluationConfig,
+    device: str,
+    query_bank: QueryBank | None,
+    with_ranks: bool,
+    max_bytes: int,
+) -> tuple[dict[str, Any], list[pa.Table]]:
+    """The metrics JSON and, when `with_ranks`, the ranks table of each direction (see the
+    two callers)."""
+    if "qbnorm" in config.postprocess and query_bank is None:
+        raise ValueError("postprocess includes 'qbnorm' but no query bank was given")
     caption_ids, caption_video_ids, caption_emb = apply_protocol(
         config.protocol, video_ids, caption_ids, caption_video_ids, caption_emb
     )
     ranks = direction_ranks(
-        video_ids, video_emb, caption_ids, caption_video_ids, caption_emb, config.ties, device
-    )
-    metrics: dict[str, Any] = {}
-    for direction, direction_rank in zip(DIRECTIONS, ranks, strict=True):
-        metrics[direction] = recall_summary(direction_rank)
-        if config.bootstrap:
-            metrics[direction]["CI95"] = bootstrap_intervals(
-                direction_rank, config.bootstrap, config.seed
-            )
+        video_ids, video_emb, caption_ids, caption_video_ids, caption_emb, config.ties, device,
+        max_bytes,
+    )  # fmt: skip
+    metrics: dict[str, Any] = {
+        direction: _summary(direction_rank, config)
+        for direction, direction_rank in zip(DIRECTIONS, ranks, strict=True)
+    }
     metrics["protocol"] = config.protocol
     if config.index != "flat":
         metrics["index"] = index_report(
             config.index_config(), video_ids, video_emb, caption_video_ids, caption_emb, device
         )
-    return metrics
+    if not (with_ranks or config.postprocess):
+        return metrics, []
+    directions = split_directions(video_ids, video_emb, caption_ids, caption_video_ids, caption_emb)
+    tables = []
+    postprocessed: dict[str, dict[str, Any]] = {name: {} for name in config.postprocess}
+    for direction, direction_rank in zip(directions, ranks, strict=True):
+        revisers = _revisers(config, direction, query_bank, max_bytes)
+        top, revised_ranks = _direction_pass(
+            direction, revisers, config.ties, with_ranks, max_bytes
+        )
+        for name, revised in revised_ranks.items():
+            postprocessed[name][direction.name] = _summary(revised, config)
+        if top is not None:
+            tables.append(direction_table(direction, direction_rank, *top))
+    if postprocessed:
+        metrics["postprocessed"] = postprocessed
+    return metrics, tables
+
+
+def _summary(ranks: np.ndarray, config: EvaluationConfig) -> dict[str, Any]:
+    """``recall_summary`` of (Q,) ranks, with ``CI95`` when `config` asks for a bootstrap."""
+    summary: dict[str, Any] = recall_summary(ranks)
+    if config.bootstrap:
+        summary["CI95"] = bootstrap_intervals(ranks, config.bootstrap, config.seed)
+    return summary
+
+
+def _revisers(
+    config: EvaluationConfig, direction: Direction, query_bank: QueryBank | None, max_bytes: int
+) -> dict[str, DualSoftmax | QueryBankNorm]:
+    """The post-processings of `config`, fitted to `direction` (in `config`'s order)."""
+    revisers: dict[str, DualSoftmax | QueryBankNorm] = {}
+    for name in config.postprocess:
+        if name == "dsl":
+            revisers[name] = DualSoftmax.fit(
+                direction.queries, direction.gallery, config.dsl_temperature, max_bytes
+            )
+        else:
+            assert query_bank is not None  # checked by _evaluate
+            revisers[name] = QueryBankNorm.fit(
+                query_bank.for_direction(direction.name), direction.gallery,
+                config.qbnorm_beta, config.qbnorm_k, max_bytes,
+            )  # fmt: skip
+    return revisers
+
+
+def _direction_pass(
+    direction: Direction,
+    revisers: dict[str, DualSoftmax | QueryBankNorm],
+    ties: TieMode,
+    with_top: bool,
+    max_bytes: int,
+) -> tuple[tuple[np.ndarray, np.ndarray] | None, dict[str, np.ndarray]]:
+    """One pass over a direction's score blocks: when `with_top`, each query's ``TOP`` best
+    gallery rows (Q, k) and their scores (Q, k); and each reviser's (Q,) ranks."""
+    n_queries = len(direction.query_ids)
+    k = min(TOP, len(direction.gallery_ids))
+    top_columns = np.empty((n_queries, k), dtype=np.int64)
+    top_scores = np.empty((n_queries, k), dtype=np.float32)
+    revised_ranks = {name: np.empty(n_queries) for name in revisers}
+    positives, real = padded_positives(direction.positives)
+    for rows, scores in score_blocks(direction.queries, direction.gallery, max_bytes):
+        if with_top:
+            top_columns[rows], top_scores[rows] = top_k_rows(scores, TOP)
+        for name, reviser in revisers.items():
+            revised_ranks[name][rows] = ranks_in_block(
+                reviser.revise(scores), positives[rows], real[rows], ties
+            )
+    return ((top_columns, top_scores) if with_top else None), revised_ranks
 
 
 def index_report(

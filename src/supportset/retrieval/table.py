@@ -9,6 +9,11 @@ and every metric gets a ``_std`` column (sample standard deviation, n - 1; empty
 of one run); such rows leave the interval columns empty, their spread being the seeds'.
 ``write_table`` writes the CSV and a Markdown rendering with the same stem (cells
 "mean ± std", the paper's notes under the table); ``write_runs`` the per-run values.
+
+In a table that shows post-processings (``postprocess``, the table's setting), each row is
+followed by one row per post-processing, labelled "{label} + DSL" or "{label} + QB-Norm" and
+built the same way from the runs' ``postprocessed`` summaries (see ``metrics``); the raw
+row always stays.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +30,7 @@ import numpy as np
 
 from supportset.io import atomic_path
 from supportset.retrieval.metrics import DIRECTIONS
+from supportset.retrieval.postprocess import POSTPROCESS_LABELS, POSTPROCESSORS
 from supportset.retrieval.reference import PAPER_RECALL_AT, paper_rows
 
 PAPER_SOURCE = "paper"
@@ -108,6 +114,7 @@ def build_table(
     run_rows: Mapping[str, dict[str, Any] | list[dict[str, Any]]],
     reference: str | None,
     recall_at: int = 10,
+    postprocess: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Rows of a comparison table, in ``table_columns(recall_at)`` order (then the interval
     and ``_std`` columns when there are any).
@@ -115,9 +122,16 @@ def build_table(
     ``run_rows``: row label -> metrics dict (metrics JSON shape) of this run, or a list of
     them, one per seed; kept in order. ``reference``: name of a table of
     ``reference.PAPER_ROWS`` whose rows come first, or None; ``recall_at``: K of the third
-    recall column, 10 (MSR-VTT) or 50 (ActivityNet).
+    recall column, 10 (MSR-VTT) or 50 (ActivityNet); ``postprocess``: the post-processings
+    shown as rows of their own beside each row ("dsl", "qbnorm").
     """
-    runs_of = {label: _as_runs(label, metrics) for label, metrics in run_rows.items()}
+    runs_of: dict[str, list[dict[str, Any]]] = {}
+    for label, metrics in run_rows.items():
+        runs = dict(enumerate(_as_runs(label, metrics)))  # seed index -> metrics
+        for row_label, row_runs in _with_postprocessed(label, runs, postprocess):
+            if row_label in runs_of:
+                raise ValueError(f"row {row_label!r} appears twice")
+            runs_of[row_label] = list(row_runs.values())
     with_intervals = any(
         len(runs) == 1 and "CI95" in runs[0].get("t2v", {}) for runs in runs_of.values()
     )
@@ -160,16 +174,46 @@ def build_table(
 
 
 def run_value_rows(
-    run_rows: Mapping[str, Mapping[str, dict[str, Any]]], recall_at: int = 10
+    run_rows: Mapping[str, Mapping[str, dict[str, Any]]],
+    recall_at: int = 10,
+    postprocess: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """One row per run: ``row`` (the table row), ``run`` (its name, e.g. the experiment)
     and the metric values, for the sidecar of a table whose rows average seeds."""
     columns = RUNS_COLUMNS_PREFIX + table_columns(recall_at)[2:]
     return [
-        _table_row(columns, label, run, _run_values(label, metrics, recall_at))
+        _table_row(columns, row_label, run, _run_values(row_label, metrics, recall_at))
         for label, runs in run_rows.items()
-        for run, metrics in runs.items()
+        for row_label, row_runs in _with_postprocessed(label, runs, postprocess)
+        for run, metrics in row_runs.items()
     ]
+
+
+def _with_postprocessed(
+    label: str, runs: Mapping[Any, dict[str, Any]], postprocess: Sequence[str]
+) -> list[tuple[str, Mapping[Any, dict[str, Any]]]]:
+    """A row's (label, runs), then a ("{label} + DSL", runs' DSL summaries) row for each
+    post-processing of `postprocess` (the table's), in ``POSTPROCESSORS`` order. Others
+    the runs report (for another table) are left out.
+
+    Raises ValueError naming the row when a run does not report one the table shows.
+    """
+    unknown = sorted(set(postprocess) - set(POSTPROCESSORS))
+    if unknown:
+        raise ValueError(f"unknown post-processing(s) {unknown}, not one of {POSTPROCESSORS}")
+    rows: list[tuple[str, Mapping[Any, dict[str, Any]]]] = [(label, runs)]
+    for name in (name for name in POSTPROCESSORS if name in postprocess):
+        lacking = [
+            run for run, metrics in runs.items() if name not in metrics.get("postprocessed", {})
+        ]
+        if lacking:
+            raise ValueError(
+                f"row {label!r}: the table shows {name} but the metrics of run(s) {lacking} "
+                "hold no such post-processed summary (evaluate them again)"
+            )
+        processed = {run: metrics["postprocessed"][name] for run, metrics in runs.items()}
+        rows.append((f"{label} + {POSTPROCESS_LABELS[name]}", processed))
+    return rows
 
 
 def _as_runs(label: str, metrics: dict[str, Any] | list[dict[str, Any]]) -> list[dict]:
