@@ -1,5 +1,8 @@
 """Decode workers: every video is decoded in its own process, with a stall timeout.
 
+The pool is generic: it runs a target on each of its items in its own process (by default
+`decode_to_pipe` on a video path); thumbnails.py gives it batches of videos instead.
+
 A segfault or a hang inside FFmpeg costs one video, not the job: the pool reports it as
 an error event and goes on. Workers come from a forkserver that imports only PyAV and
 NumPy, so they never inherit the parent's torch threads or models (multiprocessing does
@@ -15,24 +18,25 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
+from typing import Any
 
 from supportset.video.decode import DecodeError
-from supportset.video.sampling import SampleChunk, SamplingSpec, stream_samples
+from supportset.video.sampling import SamplingSpec, stream_samples
 
 POLL_S = 0.5
 
 
 @dataclass
 class DecodeEvent:
-    """What happened to video `index` of the pool's list."""
+    """What happened to item `index` of the pool's list (a video, for decode_to_pipe)."""
 
     index: int
     kind: str  # "chunk" | "done" | "error"
-    chunk: SampleChunk | None = None
+    chunk: Any = None  # what the target sent: a SampleChunk for decode_to_pipe
     reason: str = ""
 
 
@@ -60,17 +64,20 @@ class _Worker:
 
 
 class DecodePool:
-    """Decode `paths` with at most `workers` processes at once; iterate `events()`."""
+    """Run `target(item, spec, connection)` on each of `items` in its own process, at most
+    `workers` at once; iterate `events()`. By default items are video paths and `spec` a
+    SamplingSpec; another target takes any picklable items and spec, and sends ("chunk",
+    anything)..., then ("done",) or ("error", reason). Error reasons name an item by str()."""
 
     def __init__(
         self,
-        paths: list[str],
-        spec: SamplingSpec,
+        items: Sequence[Any],
+        spec: Any,
         workers: int,
         timeout_s: float,
-        target: Callable[[str, SamplingSpec, Connection], None] = decode_to_pipe,
+        target: Callable[[Any, Any, Connection], None] = decode_to_pipe,
     ) -> None:
-        self.paths = paths
+        self.items = items
         self.spec = spec
         self.workers = max(1, workers)
         self.timeout_s = timeout_s
@@ -84,8 +91,8 @@ class DecodePool:
         next_index = 0
         active: dict[Connection, _Worker] = {}
         try:
-            while next_index < len(self.paths) or active:
-                while next_index < len(self.paths) and len(active) < self.workers:
+            while next_index < len(self.items) or active:
+                while next_index < len(self.items) and len(active) < self.workers:
                     worker = self._start(next_index)
                     active[worker.connection] = worker
                     next_index += 1
@@ -106,7 +113,7 @@ class DecodePool:
     def _start(self, index: int) -> _Worker:
         receiver, sender = self.context.Pipe(duplex=False)
         process = self.context.Process(
-            target=self.target, args=(self.paths[index], self.spec, sender), daemon=True
+            target=self.target, args=(self.items[index], self.spec, sender), daemon=True
         )
         process.start()
         sender.close()
@@ -124,7 +131,7 @@ class DecodePool:
                 else (f"decoder process exited with status {code} without a result")
             )
             return DecodeEvent(
-                worker.index, "error", reason=f"{self.paths[worker.index]}: {reason}"
+                worker.index, "error", reason=f"{self.items[worker.index]}: {reason}"
             )
         if message[0] == "chunk":
             return DecodeEvent(worker.index, "chunk", chunk=message[1])
@@ -144,7 +151,7 @@ class DecodePool:
                 yield DecodeEvent(
                     worker.index,
                     "error",
-                    reason=f"{self.paths[worker.index]}: decoding stalled for "
+                    reason=f"{self.items[worker.index]}: decoding stalled for "
                     f"{self.timeout_s:g} s (timeout), worker killed",
                 )
 
