@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CORES ?= 2
 export PATH := $(BIN):$(PATH)
 
-.PHONY: demo test lint clean-demo
+.PHONY: demo report test lint clean-demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,11 @@ $(STAMP): pyproject.toml
 ## demo: the whole DAG on the generated demo corpus (CPU), then print the table
 demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
-	@cat results/demo_table3.md
+	@cat results/demo_table3.txt
+
+## report: the demo's tables, curves, browsers and figures in one page (after `make demo`)
+report: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --report results/report.html
 
 ## lint: ruff and snakemake --lint must report nothing
 lint: $(STAMP)
@@ -31,4 +35,4 @@ test: lint
 
 ## clean-demo: remove the demo's generated corpus and results
 clean-demo:
-	rm -rf resources/demo results/demo results/demo_*.csv results/demo_*.md
+	rm -rf resources/demo results/demo results/demo_* results/report.html

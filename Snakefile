@@ -20,13 +20,17 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/table.smk"
+include: "workflow/rules/index.smk"
+include: "workflow/rules/browse.smk"
 
 
 onstart:
     check_planned_weights(workflow.dag.needrun_jobs())
 
 
+# The demo table, and for each of its runs the search index and the retrieval browser.
 rule all:
     input:
         "results/demo_table3.csv",
+        table_views("demo_table3"),
     default_target: True

@@ -26,12 +26,16 @@ def test_default_target_is_the_demo_table(demo_run: Path):
     assert tuple(rows[0]) == TABLE_COLUMNS + interval_columns(10)  # the demo bootstraps
     assert {row["source"] for row in rows} == {"paper", "this run"}
     ours = [row for row in rows if row["source"] == "this run"]
-    assert [row["row"] for row in ours] == list(small_config()["tables"]["demo_table3"]["rows"])
+    labels = list(small_config()["tables"]["demo_table3"]["rows"])
+    # each row, then its post-processed versions (the table's postprocess)
+    assert [row["row"] for row in ours] == [
+        f"{label}{suffix}" for label in labels for suffix in ("", " + DSL", " + QB-Norm")
+    ]
     for row in ours:
         assert 0 <= float(row["T2V_R@1"]) <= 100 and float(row["T2V_MdR"]) >= 1
         assert float(row["V2T_R@5_low"]) <= float(row["V2T_R@5"]) <= float(row["V2T_R@5_high"])
     markdown = (demo_run / "results/demo_table3.md").read_text()
-    assert markdown.count("this run") == len(ours) == 4
+    assert markdown.count("this run") == len(ours) == 12
 
 
 def test_every_stage_left_its_outputs_logs_and_benchmarks(demo_run: Path):
@@ -44,12 +48,14 @@ def test_every_stage_left_its_outputs_logs_and_benchmarks(demo_run: Path):
     rejected = sum(len(pq.read_table(path)) for path in rejects)
     assert written + rejected == 20
     metrics = json.loads((results / "supportset/metrics_test.json").read_text())
-    assert set(metrics) == {"t2v", "v2t", "protocol"} and metrics["t2v"]["n_queries"] > 0
+    assert set(metrics) == {"t2v", "v2t", "protocol", "postprocessed", "provenance"}
+    assert metrics["t2v"]["n_queries"] > 0
     assert metrics["protocol"] == "multi-caption" and len(metrics["v2t"]["CI95"]["R@1"]) == 2
     log = (results / "supportset/train_log.csv").read_text().splitlines()
     assert log[0].startswith("epoch,step,kind,loss,contrast,caption")
     assert float(log[1].split(",")[5]) > 0  # the cross-captioning loss is on
-    for rule in ("make_demo_corpus", "prepare", "extract_visual", "embed_text", "train", "table"):
+    stages = ("make_demo_corpus", "prepare", "extract_visual", "embed_text", "train", "export")
+    for rule in (*stages, "evaluate", "index", "browse", "table"):
         assert any((demo_run / "results/logs" / rule).rglob("*.log")), rule
         assert any((demo_run / "results/benchmarks" / rule).rglob("*.tsv")), rule
 
@@ -68,20 +74,21 @@ def planned_jobs(demo_run: Path, config: dict) -> dict[str, int]:
     return job_counts(result.stdout)
 
 
+# What follows a new model of each of the demo table's 4 runs: the test split's and the
+# train split's (QB-Norm's query bank) embeddings, the metrics, the index, the browser.
+AFTER_TRAINING = {"train": 4, "export": 8, "evaluate": 4, "index": 4, "browse": 4, "table": 1}
+
+
 def test_changed_hyper_parameter_reruns_training_but_not_extraction(demo_run: Path):
     config = small_config()
     config["datasets"]["demo"]["overrides"]["training"]["margin"] = 0.3
-    assert planned_jobs(demo_run, config) == {
-        "all": 1, "train": 4, "export": 4, "evaluate": 4, "table": 1,
-    }  # fmt: skip
+    assert planned_jobs(demo_run, config) == {"all": 1, **AFTER_TRAINING}
 
 
 def test_changed_feature_setting_reruns_extraction_and_what_follows(demo_run: Path):
     config = small_config()
     config["datasets"]["demo"]["overrides"]["features"]["batch_size"] = 7
-    assert planned_jobs(demo_run, config) == {
-        "all": 1, "extract_visual": 2, "train": 4, "export": 4, "evaluate": 4, "table": 1,
-    }  # fmt: skip
+    assert planned_jobs(demo_run, config) == {"all": 1, "extract_visual": 2, **AFTER_TRAINING}
 
 
 def test_several_gpus_start_torchrun_with_one_process_each(demo_run: Path):
@@ -176,9 +183,7 @@ def test_changed_weights_rerun_their_dependants_and_are_checked_first(demo_run: 
     """Weights that are not on disk: the run plans extraction again and stops before it."""
     config = small_config()
     config["datasets"]["demo"]["overrides"]["features"]["motion"]["weights"] = "absent.pth"
-    assert planned_jobs(demo_run, config) == {
-        "all": 1, "extract_visual": 2, "train": 4, "export": 4, "evaluate": 4, "table": 1,
-    }  # fmt: skip
+    assert planned_jobs(demo_run, config) == {"all": 1, "extract_visual": 2, **AFTER_TRAINING}
     before = output_times(demo_run)
     result = snakemake(demo_run, "--configfile", str(demo_run / "changed.yaml"))
     assert result.returncode != 0
@@ -189,7 +194,7 @@ def test_changed_weights_rerun_their_dependants_and_are_checked_first(demo_run: 
 def test_changed_text_model_is_checked_before_embedding(demo_run: Path, tmp_path: Path):
     config = small_config()
     config["datasets"]["demo"]["overrides"]["text"]["model"] = "t5-small"
-    changed = {"all": 1, "embed_text": 1, "train": 4, "export": 4, "evaluate": 4, "table": 1}
+    changed = {"all": 1, "embed_text": 1, **AFTER_TRAINING}
     assert planned_jobs(demo_run, config) == changed
     before = output_times(demo_run)
     result = snakemake(
@@ -384,7 +389,7 @@ def test_readme_recipes_plan_what_they_say(demo_run: Path):
     """Each recipe, on the demo (msrvtt -> demo), as a dry run: the target is the one
     planned (a target swallowed by --forcerun would plan the default one, `all`)."""
     expected = {
-        "--forcerun train": {"train": 4, "export": 4, "evaluate": 4, "table": 1},
+        "--forcerun train": {"train": 4, "export": 8, "evaluate": 4, "table": 1},
         "--forcerun evaluate": {"evaluate": 4, "table": 1},
     }
     recipes = readme_recipes()

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 log = logging.getLogger("supportset")
@@ -205,11 +206,13 @@ def train(args: argparse.Namespace) -> None:
     """Train the pooling heads; keep the epoch `training.selection` names."""
     from supportset.data.manifest import read_videos
     from supportset.distributed import start_from_environment
-    from supportset.features.bank import FeatureBank
+    from supportset.features.bank import FeatureBank, text_features_record
+    from supportset.features.store import read_metadata
     from supportset.model.retrieval_model import ModelConfig
+    from supportset.provenance import provenance
     from supportset.settings import from_json
     from supportset.train.config import TrainConfig
-    from supportset.train.loop import TrainData, TrainOutputs
+    from supportset.train.loop import CheckpointRecords, TrainData, TrainOutputs
     from supportset.train.loop import train as run
 
     start_from_environment()
@@ -222,14 +225,26 @@ def train(args: argparse.Namespace) -> None:
         bank.split(args.videos, args.captions, config.train_splits),
         bank.split(args.videos, args.captions, "val") if validation else None,
     )
+    model_config = from_json(ModelConfig, args.model_settings)
+    settings = {
+        "model": asdict(model_config),
+        "training": asdict(config),
+        "text_model": args.text_model,
+        "features": read_metadata(args.visual[0]).get("settings"),  # as the shards were made
+        "text": read_metadata(args.text[0]).get("settings"),
+    }
+    records = CheckpointRecords(
+        text_features_record(args.text), provenance(settings, [args.videos, args.captions])
+    )
     kept = run(
         data,
-        from_json(ModelConfig, args.model_settings),
+        model_config,
         config,
         TrainOutputs(Path(args.out_model), Path(args.out_log)),
         args.text_model,
         [*args.visual, *args.text, args.videos, args.captions],
         args.workers,
+        records,
     )
     log.info("kept epoch %d (%s): %s", kept["epoch"], config.selection, json.dumps(kept))
 
@@ -255,6 +270,93 @@ def export(args: argparse.Namespace) -> None:
     )
 
 
+def _index_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--videos", required=True, help="{split}_videos.parquet embeddings")
+    p.add_argument("--settings", default="{}", help="JSON of the search section")
+    p.add_argument("--out", required=True, help="index/{split}.faiss")
+
+
+def index(args: argparse.Namespace) -> None:
+    """Build the FAISS index of a split's video embeddings (row i = the file's i-th video)."""
+    from supportset.retrieval.index import SearchConfig, index_videos
+    from supportset.settings import from_json
+
+    index_videos(args.videos, from_json(SearchConfig, args.settings), args.out)
+
+
+def _search_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="free-text queries")
+    p.add_argument(
+        "--queries",
+        metavar="FILE",
+        help="more queries, one per line; '-' answers lines typed on stdin one by one, the "
+        "model and index loaded once (with --json, one JSON list per line)",
+    )
+    p.add_argument("--experiment", required=True, help="results/{dataset}/{experiment}")
+    p.add_argument("--split", default="test", help="the split searched (default: test)")
+    p.add_argument("--top", type=int, default=5, help="videos per query (default: 5)")
+    p.add_argument("--json", action="store_true", help="print a JSON list of hits")
+    p.add_argument(
+        "--model", default=None, help="model.pt (default: the experiment's; for model_from)"
+    )
+    p.add_argument(
+        "--text-model", default=None, help="T5 folder or name (default: model.pt's record)"
+    )
+    p.add_argument(
+        "--max-video-seconds",
+        type=float,
+        default=None,
+        help="seconds of each video export embedded (default: model.pt's training setting)",
+    )
+    p.add_argument(
+        "--settings",
+        default=None,
+        help="JSON of the search section to search with, e.g. '{\"hnsw_ef_search\": 512}' "
+        "(default: those the index was built with; its kind unless named)",
+    )
+    p.add_argument(
+        "--text-shards",
+        nargs="+",
+        default=(),
+        metavar="SHARD",
+        help="the text shards the model was trained on, e.g. results/demo/features/text/"
+        "?????.parquet: how they were encoded replaces model.pt's record (for a model.pt "
+        "written before it kept one)",
+    )
+
+
+def search(args: argparse.Namespace) -> None:
+    """Free text in, a split's best videos out, each with its best-matching second."""
+    from supportset.retrieval.query import Searcher, experiment_files, read_queries
+
+    interactive = args.queries == "-"
+    queries = [
+        *args.texts,
+        *(read_queries(args.queries) if args.queries and not interactive else []),
+    ]
+    if not (queries or interactive) or args.top < 1:
+        raise ValueError("give at least one query (TEXT or --queries FILE) and --top >= 1")
+    files = experiment_files(args.experiment, args.split, args.model)
+    settings = json.loads(args.settings) if args.settings else None
+    searcher = Searcher(files, args.text_model, args.max_video_seconds, settings, args.text_shards)
+    if queries:
+        _print_hits(args.json, queries, searcher.search(queries, args.top))
+    for line in sys.stdin if interactive else ():
+        if line.strip():
+            _print_hits(args.json, [line.strip()], searcher.search([line.strip()], args.top), 0)
+
+
+def _print_hits(as_json: bool, queries: list[str], results: list, indent: int | None = 1) -> None:
+    """Hits as a readable table, or a JSON list of hit objects (one line with indent 0)."""
+    from supportset.retrieval.query import format_hits
+
+    if as_json:
+        hits = [asdict(hit) for query_hits in results for hit in query_hits]
+        print(json.dumps(hits, indent=indent or None), flush=True)
+    else:
+        print(format_hits(queries, results), end="", flush=True)
+
+
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--videos", required=True, help="{split}_videos.parquet embeddings")
     p.add_argument("--captions", required=True, help="{split}_captions.parquet embeddings")
@@ -264,25 +366,68 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
         help='JSON of the evaluation section, e.g. \'{"protocol": "one-caption"}\'',
     )
     p.add_argument("--out", required=True, help="metrics JSON")
+    p.add_argument("--out-ranks", default=None, help="per-query results ranks_{split}.parquet")
+    p.add_argument(
+        "--model", default=None, help="model.pt the embeddings came from (its provenance)"
+    )
+    p.add_argument(
+        "--query-bank-captions", default=None, help="train_captions.parquet: QB-Norm's t2v bank"
+    )
+    p.add_argument(
+        "--query-bank-videos", default=None, help="train_videos.parquet: QB-Norm's v2t bank"
+    )
 
 
 def evaluate(args: argparse.Namespace) -> None:
     """Score any embeddings of the schema: R@K, median and mean rank, both directions."""
     from supportset.retrieval.embeddings import read_caption_embeddings, read_video_embeddings
-    from supportset.retrieval.metrics import EvaluationConfig, evaluate_split, write_metrics
+    from supportset.retrieval.metrics import (
+        EvaluationConfig,
+        evaluate_split,
+        evaluate_split_with_ranks,
+        write_metrics,
+    )
+    from supportset.retrieval.postprocess import read_query_bank
+    from supportset.retrieval.ranks import write_ranks
     from supportset.settings import from_json
     from supportset.torch_utils import pick_device
 
     config = from_json(EvaluationConfig, args.settings)
+    query_bank = read_query_bank(
+        config.postprocess, args.query_bank_captions, args.query_bank_videos
+    )
     video_ids, video_emb = read_video_embeddings(args.videos)
-    caption_ids, caption_video_ids, caption_emb = read_caption_embeddings(args.captions)
-    metrics = evaluate_split(
-        video_ids, video_emb, caption_ids, caption_video_ids, caption_emb, config,
-        str(pick_device()),
-    )  # fmt: skip
+    split = (video_ids, video_emb, *read_caption_embeddings(args.captions))
+    device = str(pick_device())
+    if args.out_ranks:
+        metrics, ranks = evaluate_split_with_ranks(*split, config, device, query_bank)
+        write_ranks(args.out_ranks, ranks)
+    else:
+        metrics = evaluate_split(*split, config, device, query_bank)
+    metrics["provenance"] = evaluation_provenance(args, config)
     write_metrics(args.out, metrics)
     log.info("t2v %s", json.dumps(metrics["t2v"]))
     log.info("v2t %s", json.dumps(metrics["v2t"]))
+    for name, summaries in metrics.get("postprocessed", {}).items():
+        log.info("%s (reported apart) %s", name, json.dumps(summaries))
+
+
+def evaluation_provenance(args: argparse.Namespace, config) -> dict:
+    """The metrics' provenance: the model's block (None without --model or for a model.pt
+    that predates it) and the evaluation's own settings, code version and embeddings."""
+    from supportset.model.checkpoint import checkpoint_provenance
+    from supportset.provenance import code_version, files_sha256, settings_sha256
+
+    settings = asdict(config)
+    return {
+        "model": checkpoint_provenance(args.model) if args.model else None,
+        "evaluation": {
+            "config_sha256": settings_sha256(settings),
+            "code_version": code_version(),
+            "settings": settings,
+            "embeddings_sha256": files_sha256([args.videos, args.captions]),
+        },
+    }
 
 
 def _table_args(p: argparse.ArgumentParser) -> None:
@@ -298,10 +443,18 @@ def _table_args(p: argparse.ArgumentParser) -> None:
         "--reference", default="", help="paper table to print beside (e.g. msrvtt_table3)"
     )
     p.add_argument("--recall-at", type=int, choices=[10, 50], default=10)
+    p.add_argument(
+        "--postprocess",
+        nargs="*",
+        default=[],
+        help="post-processings shown beside each row, as rows of their own (dsl, qbnorm)",
+    )
     p.add_argument("--out", required=True, help="table .csv (a .md is written beside it)")
     p.add_argument(
         "--out-runs", default=None, help="per-run values .csv (row, run = dataset/experiment)"
     )
+    p.add_argument("--out-text", default=None, help="compact text table (printed too)")
+    p.add_argument("--out-html", default=None, help="report page with each run's provenance")
 
 
 def table(args: argparse.Namespace) -> None:
@@ -326,11 +479,42 @@ def table(args: argparse.Namespace) -> None:
         {label: list(metrics.values()) for label, metrics in runs.items()},
         args.reference or None,
         args.recall_at,
+        args.postprocess,
     )
-    write_table(args.out, rows, PAPER_NOTES.get(args.reference, ""))
+    notes = PAPER_NOTES.get(args.reference, "")
+    write_table(args.out, rows, notes)
     if args.out_runs:
-        write_runs(args.out_runs, run_value_rows(runs, args.recall_at))
-    print(Path(args.out).with_suffix(".md").read_text())
+        write_runs(args.out_runs, run_value_rows(runs, args.recall_at, args.postprocess))
+    write_views(args, rows, runs, notes)
+
+
+def write_views(
+    args: argparse.Namespace, rows: list[dict], runs: dict[str, dict[str, dict]], notes: str
+) -> None:
+    """The table's compact text (printed, and written with --out-text) and HTML page."""
+    from supportset.io import atomic_path
+    from supportset.retrieval.postprocess import POSTPROCESS_LABELS
+    from supportset.retrieval.table_view import RunDetail, compact_text, report_html
+
+    name = Path(args.out).stem
+    details = {
+        label: [RunDetail.from_metrics(run, metrics) for run, metrics in row_runs.items()]
+        for label, row_runs in runs.items()
+    }
+    for label, row_runs in list(details.items()):  # a post-processed row shares its runs
+        for suffix in POSTPROCESS_LABELS.values():
+            details.setdefault(f"{label} + {suffix}", row_runs)
+    details = {row["row"]: details[row["row"]] for row in rows if row["row"] in details}
+    title = f"{name}: this run's rows first; chance: R@1 of a random ranking (100 / videos)"
+    text = compact_text(title, rows, details)
+    print(text, end="")
+    for path, content in (
+        (args.out_text, text),
+        (args.out_html, report_html(name, rows, details, notes)),
+    ):
+        if path:
+            with atomic_path(path) as temporary:
+                temporary.write_text(content, encoding="utf-8")
 
 
 def _run_name(metrics_path: str) -> str:
@@ -357,6 +541,55 @@ def frames(args: argparse.Namespace) -> None:
         print(f"{sample['timestamp']:10.3f} s  {sample['width']}x{sample['height']}")
 
 
+def _browse_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ranks", required=True, help="ranks_{split}.parquet of `evaluate`")
+    _features_args(p)
+    p.add_argument("--model", required=True, help="model.pt")
+    p.add_argument("--training-settings", required=True, help="JSON of the training section")
+    p.add_argument("--settings", default="{}", help="JSON of the report section")
+    p.add_argument("--split", required=True)
+    p.add_argument("--out-browser", required=True, help="browser_{split}.html")
+    p.add_argument("--out-attention", required=True, help="attention_{split}.png (Fig. 3)")
+    p.add_argument("--out-retrievals", required=True, help="retrievals_{split}.png (Fig. 5)")
+
+
+def browse(args: argparse.Namespace) -> None:
+    """Write the retrieval browser (one HTML file), the support-set attention map and the
+    top-3 retrievals figure of one split."""
+    from supportset.data.manifest import read_captions, read_videos
+    from supportset.features.bank import FeatureBank
+    from supportset.retrieval.browser import BrowseSettings, SplitSources, write_browser
+    from supportset.retrieval.figures import write_attention_figure, write_retrievals_figure
+    from supportset.retrieval.ranks import read_ranks
+    from supportset.settings import from_json
+    from supportset.torch_utils import pick_device
+    from supportset.train.config import TrainConfig
+
+    settings = from_json(BrowseSettings, args.settings)
+    bank = FeatureBank.load(args.visual, args.text, args.cache_mb)
+    sources = SplitSources(
+        _run_name(args.ranks),
+        args.split,
+        read_ranks(args.ranks),
+        {caption["caption_id"]: caption["text"] for caption in read_captions(args.captions)},
+        {video["video_id"]: video["path"] for video in read_videos(args.videos)},
+        bank.timestamps,
+    )
+    shown = write_browser(args.out_browser, sources, settings)
+    log.info("browser of %d queries: %s", shown, args.out_browser)
+    write_attention_figure(
+        args.out_attention,
+        sources,
+        args.model,
+        bank,
+        bank.split(args.videos, args.captions, args.split),
+        from_json(TrainConfig, args.training_settings),
+        settings.attention_captions,
+        pick_device(),
+    )
+    write_retrievals_figure(args.out_retrievals, sources, settings.retrieval_queries)
+
+
 COMMANDS: list[tuple[str, Callable, Callable]] = [
     ("corpus", _corpus_args, corpus),
     ("prepare", _prepare_args, prepare),
@@ -365,9 +598,12 @@ COMMANDS: list[tuple[str, Callable, Callable]] = [
     ("embed-text", _embed_args, embed_text),
     ("train", _train_args, train),
     ("export", _export_args, export),
+    ("index", _index_args, index),
+    ("search", _search_args, search),
     ("evaluate", _evaluate_args, evaluate),
     ("table", _table_args, table),
     ("frames", _frames_args, frames),
+    ("browse", _browse_args, browse),
 ]
 
 if __name__ == "__main__":

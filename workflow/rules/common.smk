@@ -231,3 +231,63 @@ def training_launcher(wildcards, resources):
     if resources.gpu > 1:
         return f"torchrun --standalone --nproc-per-node {resources.gpu} -m supportset.cli"
     return "supportset"
+
+
+def run_postprocess(dataset, experiment, split):
+    """The post-processings the evaluation of a run computes: those of every table that
+    shows the run on that split (tables.{name}.postprocess), in a fixed order."""
+    wanted = set()
+    for name, table in config["tables"].items():
+        if table["split"] == split and table.get("postprocess"):
+            runs = {(run.dataset, run.experiment) for row in plan_table(config, name) for run in row.runs}
+            if (dataset, experiment) in runs:
+                wanted.update(table["postprocess"])
+    return sorted(wanted)
+
+
+def evaluation_json(wildcards):
+    """The dataset's evaluation settings, with the post-processings its tables show."""
+    evaluation = settings("evaluation", wildcards.dataset)
+    evaluation["postprocess"] = run_postprocess(wildcards.dataset, wildcards.experiment, wildcards.split)
+    return json.dumps(evaluation, sort_keys=True)
+
+
+def query_bank_input(wildcards):
+    """The train split's embeddings, QB-Norm's query banks (texts for text-to-video, videos
+    for video-to-text), when a table shows the run with qbnorm."""
+    if "qbnorm" not in run_postprocess(wildcards.dataset, wildcards.experiment, wildcards.split):
+        return {}
+    embeddings = f"results/{wildcards.dataset}/{wildcards.experiment}/embeddings"
+    return {
+        "bank_captions": f"{embeddings}/train_captions.parquet",
+        "bank_videos": f"{embeddings}/train_videos.parquet",
+    }
+
+
+def query_bank_options(wildcards, input):
+    if not hasattr(input, "bank_captions"):
+        return ""
+    return f"--query-bank-captions {input.bank_captions} --query-bank-videos {input.bank_videos}"
+
+
+def postprocess_option(wildcards):
+    """`--postprocess NAME...` for a table that shows post-processed rows."""
+    names = config["tables"][wildcards.name].get("postprocess", [])
+    return f"--postprocess {' '.join(names)}" if names else ""
+
+
+def section_json(section):
+    """A top-level config section (no dataset overrides) as JSON, for `params:`."""
+    return json.dumps(config[section], sort_keys=True)
+
+
+def table_views(name):
+    """What `make demo` shows of every run of table `name` besides the table: the search
+    index and the retrieval browser (with the attention and retrieval figures)."""
+    split = config["tables"][name]["split"]
+    return [
+        f"results/{run.dataset}/{run.experiment}/{view}"
+        for row in plan_table(config, name)
+        for run in row.runs
+        for view in (f"index/{split}.faiss", f"browser_{split}.html")
+    ]
