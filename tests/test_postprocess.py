@@ -226,3 +226,15 @@ def test_cli_takes_the_training_split_as_query_bank(tmp_path: Path, capsys) -> N
         video_ids, video_emb, caption_ids, caption_video_ids, caption_emb,
         EvaluationConfig(postprocess=["qbnorm"]), query_bank=bank,
     )["postprocessed"]["qbnorm"]  # fmt: skip
+
+
+def test_dual_softmax_reverses_negative_similarities_and_says_so(caplog) -> None:
+    """As published, the prior multiplies the similarity: with every cosine negative (the
+    demo's mean-pooling model) the likeliest pair gets the lowest score."""
+    gallery = np.array([[1.0, 0.0], [0.0, 1.0]])
+    queries = np.array([[-1.0, -0.2], [-0.2, -1.0]])  # each nearest its own item, all < 0
+    with caplog.at_level("WARNING"):
+        dsl = DualSoftmax.fit(queries, gallery, temperature=0.01)
+    assert "100.0% of the similarities are negative" in caplog.text
+    revised = dsl.revise(cosine_scores(queries, gallery))
+    assert (revised.argmax(axis=1) != cosine_scores(queries, gallery).argmax(axis=1)).all()

@@ -41,6 +41,7 @@ queries (``ranks.score_blocks``, float64 re-scored blocks), on the CPU.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -49,6 +50,8 @@ import numpy as np
 from supportset.retrieval.embeddings import read_caption_embeddings, read_video_embeddings
 from supportset.retrieval.ranks import score_blocks, top_k_rows
 from supportset.retrieval.search import BLOCK_BYTES, TieMode
+
+log = logging.getLogger(__name__)
 
 POSTPROCESSORS: tuple[str, ...] = ("dsl", "qbnorm")
 POSTPROCESS_LABELS: dict[str, str] = {"dsl": "DSL", "qbnorm": "QB-Norm"}  # table row suffixes
@@ -111,11 +114,24 @@ class DualSoftmax:
         cls, queries: np.ndarray, gallery: np.ndarray, temperature: float,
         max_bytes: int = BLOCK_BYTES,
     ) -> DualSoftmax:  # fmt: skip
-        """Sum the priors' denominators over the queries (Q, D), one block at a time."""
+        """Sum the priors' denominators over the queries (Q, D), one block at a time.
+
+        The prior multiplies the similarity, as published for CLIP's positive cosines: a
+        negative similarity gets more negative the likelier its pair, which reverses the
+        order of negative scores. That is logged as a warning with their share."""
         log_normaliser = np.full(len(gallery), -np.inf)
+        negative = 0
         for _, scores in score_blocks(queries, gallery, max_bytes):
+            negative += int(np.count_nonzero(scores < 0))
             block = _log_sum_exp(scores.astype(np.float64) / temperature)
             log_normaliser = np.logaddexp(log_normaliser, block)
+        if negative:
+            log.warning(
+                "dsl: %.1f%% of the similarities are negative; the dual softmax multiplies "
+                "them by its prior, which reverses their order (the method assumes positive "
+                "similarities, as CLIP's are)",
+                100.0 * negative / (len(queries) * len(gallery)),
+            )
         return cls(temperature, log_normaliser)
 
     def revise(self, scores: np.ndarray) -> np.ndarray:
