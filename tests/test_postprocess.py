@@ -226,6 +226,27 @@ def test_cli_takes_the_training_split_as_query_bank(tmp_path: Path, capsys) -> N
         video_ids, video_emb, caption_ids, caption_video_ids, caption_emb,
         EvaluationConfig(postprocess=["qbnorm"]), query_bank=bank,
     )["postprocessed"]["qbnorm"]  # fmt: skip
+    # two splits trained on (MSR-VTT's train and val): both banks, one after the other
+    val = banks(seed=9)
+    write_video_embeddings(tmp_path / "vv.parquet", bank_videos, val.videos)
+    write_caption_embeddings(tmp_path / "vc.parquet", bank_captions, owners, val.captions)
+    two_splits = [
+        "--query-bank-captions", str(paths["bc"]), str(tmp_path / "vc.parquet"),
+        "--query-bank-videos", str(paths["bv"]), str(tmp_path / "vv.parquet"),
+    ]  # fmt: skip
+    assert main(["evaluate", *files, *qbnorm, *two_splits]) == 0
+    both = QueryBank(
+        np.concatenate([bank.captions, val.captions]), np.concatenate([bank.videos, val.videos])
+    )
+    config = EvaluationConfig(postprocess=["qbnorm"])
+    split = (video_ids, video_emb, caption_ids, caption_video_ids, caption_emb)
+    expected = evaluate_split(*split, config, query_bank=both)["postprocessed"]["qbnorm"]
+    assert json.loads(out.read_text())["postprocessed"]["qbnorm"] == expected
+    assert expected != written["postprocessed"]["qbnorm"]  # the val bank changes the ranks
+    narrow = tmp_path / "narrow.parquet"
+    write_video_embeddings(narrow, bank_videos, bank.videos[:, :2])
+    assert main(["evaluate", *files, *qbnorm, *banks_given, str(narrow)]) == 1
+    assert f"query bank {narrow} has 2-dim embeddings" in capsys.readouterr().err
 
 
 def test_dual_softmax_reverses_negative_similarities_and_says_so(caplog) -> None:

@@ -162,3 +162,26 @@ def test_a_model_that_is_not_trained_cannot_be_asked_for(paper_datasets: Path):
     result = snakemake(paper_datasets, "results/msrvtt/zeroshot/model.pt", "--dry-run")
     assert result.returncode != 0
     assert "experiments.zeroshot.model_from" in result.stdout + result.stderr
+
+
+def test_qbnorm_s_query_bank_is_every_split_the_run_trains_on(paper_datasets: Path):
+    """MSR-VTT trains on train and val (the paper's 9,000 videos): a table showing QB-Norm
+    exports both as its query bank, beside the test split it scores."""
+    config = yaml.safe_load((paper_datasets / "config.yaml").read_text())
+    config["tables"]["msrvtt_table3"]["postprocess"] = ["dsl", "qbnorm"]
+    changed = paper_datasets / "qbnorm.yaml"
+    changed.write_text(yaml.safe_dump(config, sort_keys=False))
+    result = snakemake(
+        paper_datasets, "results/msrvtt_table3.csv", "--dry-run", "--configfile", str(changed)
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    exported = sorted(job["wildcards"] for job in jobs_of(result.stdout, "export"))
+    assert [name for name in exported if "experiment=supportset," in name] == [
+        f"dataset=msrvtt, experiment=supportset, split={split}"
+        for split in ("test", "train", "val")
+    ]
+    evaluations = jobs_of(result.stdout, "evaluate")
+    (evaluate,) = [job for job in evaluations if "experiment=supportset," in job["wildcards"]]
+    for split in ("train", "val"):
+        assert f"supportset/embeddings/{split}_captions.parquet" in evaluate["input"]
+        assert f"supportset/embeddings/{split}_videos.parquet" in evaluate["input"]

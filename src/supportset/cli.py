@@ -371,10 +371,16 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
         "--model", default=None, help="model.pt the embeddings came from (its provenance)"
     )
     p.add_argument(
-        "--query-bank-captions", default=None, help="train_captions.parquet: QB-Norm's t2v bank"
+        "--query-bank-captions",
+        nargs="+",
+        default=[],
+        help="{split}_captions.parquet of each split trained on: QB-Norm's t2v bank",
     )
     p.add_argument(
-        "--query-bank-videos", default=None, help="train_videos.parquet: QB-Norm's v2t bank"
+        "--query-bank-videos",
+        nargs="+",
+        default=[],
+        help="{split}_videos.parquet of each split trained on: QB-Norm's v2t bank",
     )
 
 

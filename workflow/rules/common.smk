@@ -253,14 +253,16 @@ def evaluation_json(wildcards):
 
 
 def query_bank_input(wildcards):
-    """The train split's embeddings, QB-Norm's query banks (texts for text-to-video, videos
-    for video-to-text), when a table shows the run with qbnorm."""
+    """QB-Norm's query banks when a table shows the run with qbnorm: the embeddings of the
+    splits the run trains on (training.train_splits; MSR-VTT's train and val), texts for
+    text-to-video and videos for video-to-text."""
     if "qbnorm" not in run_postprocess(wildcards.dataset, wildcards.experiment, wildcards.split):
         return {}
     embeddings = f"results/{wildcards.dataset}/{wildcards.experiment}/embeddings"
+    splits = settings("training", wildcards.dataset, wildcards.experiment)["train_splits"]
     return {
-        "bank_captions": f"{embeddings}/train_captions.parquet",
-        "bank_videos": f"{embeddings}/train_videos.parquet",
+        "bank_captions": [f"{embeddings}/{split}_captions.parquet" for split in splits],
+        "bank_videos": [f"{embeddings}/{split}_videos.parquet" for split in splits],
     }
 
 

@@ -23,7 +23,7 @@ the others, which is why it is reported apart.
 
 ``qbnorm``: Querybank Normalisation with the Dynamic Inverted Softmax (Bogolin et al.,
 CVPR 2022, "Cross Modal Retrieval with Querybank Normalisation", arXiv:2112.12777; official
-code github.com/ioanacroi/qb-norm, dynamic_inverted_softmax.py). A bank B of training-split
+code github.com/ioanacroi/qb-norm, dynamic_inverted_softmax.py). A bank B of training
 queries probes the gallery, p_bj = cos(b, g_j); the inverted softmax divides by how strongly
 the bank retrieves each gallery item, which tames hubs::
 
@@ -59,8 +59,9 @@ POSTPROCESS_LABELS: dict[str, str] = {"dsl": "DSL", "qbnorm": "QB-Norm"}  # tabl
 
 @dataclass(frozen=True)
 class QueryBank:
-    """QB-Norm's query banks, embeddings of the training split: ``captions`` (M_c, D) probe
-    the test videos (t2v), ``videos`` (M_v, D) probe the test captions (v2t)."""
+    """QB-Norm's query banks, embeddings of the splits the model was trained on:
+    ``captions`` (M_c, D) probe the test videos (t2v), ``videos`` (M_v, D) the test captions
+    (v2t)."""
 
     captions: np.ndarray
     videos: np.ndarray
@@ -71,26 +72,37 @@ class QueryBank:
 
 
 def read_query_bank(
-    postprocess: Sequence[str], captions_path: str | None, videos_path: str | None
+    postprocess: Sequence[str], captions_paths: Sequence[str], videos_paths: Sequence[str]
 ) -> QueryBank | None:
-    """The query bank from the training split's embedding files when ``qbnorm`` is among
-    `postprocess`, else None. Raises ValueError when qbnorm lacks a file, or a file is
-    given without qbnorm."""
-    given = [path for path in (captions_path, videos_path) if path]
+    """The query bank from the training splits' embedding files (one of each kind per
+    split trained on, concatenated) when ``qbnorm`` is among `postprocess`, else None.
+    Raises ValueError when qbnorm lacks files, files are given without qbnorm, or their
+    embeddings differ in width (naming the file)."""
+    given = [*captions_paths, *videos_paths]
     if "qbnorm" not in postprocess:
         if given:
             raise ValueError(
                 "query bank files given but the settings' postprocess does not include 'qbnorm'"
             )
         return None
-    if len(given) < 2:
+    if not captions_paths or not videos_paths:
         raise ValueError(
             "the settings' postprocess includes 'qbnorm' (in the DAG: a table's postprocess): "
-            "give the train split's embeddings as --query-bank-captions and --query-bank-videos"
+            "give the training splits' embeddings as --query-bank-captions and "
+            "--query-bank-videos"
         )
-    _, _, captions = read_caption_embeddings(captions_path)
-    _, videos = read_video_embeddings(videos_path)
-    return QueryBank(captions, videos)
+    captions = [(path, read_caption_embeddings(path)[2]) for path in captions_paths]
+    videos = [(path, read_video_embeddings(path)[1]) for path in videos_paths]
+    width = captions[0][1].shape[1]
+    for path, embeddings in captions + videos:
+        if embeddings.shape[1] != width:
+            raise ValueError(
+                f"query bank {path} has {embeddings.shape[1]}-dim embeddings, "
+                f"{captions_paths[0]} {width}-dim"
+            )
+    return QueryBank(
+        np.concatenate([emb for _, emb in captions]), np.concatenate([emb for _, emb in videos])
+    )
 
 
 def _log_sum_exp(values: np.ndarray) -> np.ndarray:
