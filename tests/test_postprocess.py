@@ -24,11 +24,10 @@ from supportset.retrieval.postprocess import (
     DualSoftmax,
     QueryBank,
     QueryBankNorm,
-    padded_positives,
     ranks_in_block,
 )
 from supportset.retrieval.ranks import score_blocks, split_directions
-from supportset.retrieval.search import cosine_scores
+from supportset.retrieval.search import cosine_scores, padded_positives
 
 TEMPERATURE, BETA = 0.01, 20.0
 
@@ -80,7 +79,9 @@ def banks(seed: int = 5) -> QueryBank:
 
 def code_ranks(direction, reviser, ties: str) -> np.ndarray:
     """The (Q,) ranks of `direction` re-scored by `reviser`, block by block."""
-    positives, real = padded_positives(direction.positives)
+    positives, real = padded_positives(
+        direction.positives, len(direction.queries), len(direction.gallery)
+    )
     ranks = np.empty(len(direction.query_ids))
     for rows, scores in score_blocks(direction.queries, direction.gallery, max_bytes=50_000):
         revised = reviser.revise(scores)
@@ -135,7 +136,9 @@ def test_block_ranks_of_raw_scores_are_the_metrics_ranks(ties: str) -> None:
     split = tied_split()
     exact = direction_ranks(*split, ties=ties)
     for direction, expected in zip(split_directions(*split), exact, strict=True):
-        positives, real = padded_positives(direction.positives)
+        positives, real = padded_positives(
+            direction.positives, len(direction.queries), len(direction.gallery)
+        )
         ranks = np.empty(len(direction.query_ids))
         for rows, scores in score_blocks(direction.queries, direction.gallery, 30_000):
             ranks[rows] = ranks_in_block(scores, positives[rows], real[rows], ties)

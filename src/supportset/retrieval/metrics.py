@@ -44,7 +44,6 @@ from supportset.retrieval.postprocess import (
     DualSoftmax,
     QueryBank,
     QueryBankNorm,
-    padded_positives,
     ranks_in_block,
 )
 from supportset.retrieval.ranks import (
@@ -55,7 +54,13 @@ from supportset.retrieval.ranks import (
     split_directions,
     top_k_rows,
 )
-from supportset.retrieval.search import BLOCK_BYTES, TieMode, ranks_both_ways
+from supportset.retrieval.search import (
+    BLOCK_BYTES,
+    TieMode,
+    caption_owners,
+    padded_positives,
+    ranks_both_ways,
+)
 
 log = logging.getLogger(__name__)
 
@@ -205,8 +210,7 @@ def direction_ranks(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact (N_c,) text-to-video and (N_v,) video-to-text ranks (see evaluate_embeddings)."""
     check_pair(video_ids, video_emb, caption_ids, caption_video_ids, caption_emb)
-    row_of_video = {video: row for row, video in enumerate(video_ids)}
-    owners = np.array([row_of_video[video] for video in caption_video_ids], dtype=np.int64)
+    owners = caption_owners(video_ids, caption_video_ids)
     return ranks_both_ways(video_emb, caption_emb, owners, ties, device, max_bytes)
 
 
@@ -344,7 +348,9 @@ def _direction_pass(
     top_columns = np.empty((n_queries, k), dtype=np.int64)
     top_scores = np.empty((n_queries, k), dtype=np.float32)
     revised_ranks = {name: np.empty(n_queries) for name in revisers}
-    positives, real = padded_positives(direction.positives)
+    positives, real = padded_positives(
+        direction.positives, len(direction.queries), len(direction.gallery)
+    )
     for rows, scores in score_blocks(direction.queries, direction.gallery, max_bytes):
         if with_top:
             top_columns[rows], top_scores[rows] = top_k_rows(scores, TOP)
@@ -366,8 +372,7 @@ def index_report(
     """R@K by top-K search in an approximate index (a positive not found counts as a
     miss), and the index's recall of the exact top-K, in both directions."""
     use_gpu = device.startswith("cuda")
-    row_of_video = {video: row for row, video in enumerate(video_ids)}
-    caption_owner = np.array([row_of_video[video] for video in caption_video_ids])
+    caption_owner = caption_owners(video_ids, caption_video_ids)
     k = max(DEFAULT_KS)
     report: dict[str, Any] = asdict(config)
     problems = {

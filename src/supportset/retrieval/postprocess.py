@@ -185,25 +185,12 @@ class QueryBankNorm:
         return revised
 
 
-def padded_positives(positives: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Q arrays of gallery rows as a (Q, P) int64 matrix, each row padded with its first
-    positive, and the (Q, P) mask of the real entries."""
-    width = max(len(rows) for rows in positives)
-    padded = np.empty((len(positives), width), dtype=np.int64)
-    real = np.zeros((len(positives), width), dtype=bool)
-    for query, rows in enumerate(positives):
-        padded[query] = rows[0]
-        padded[query, : len(rows)] = rows
-        real[query, : len(rows)] = True
-    return padded, real
-
-
 def ranks_in_block(
     scores: np.ndarray, positives: np.ndarray, real: np.ndarray, ties: TieMode = "average"
 ) -> np.ndarray:
     """(b,) 1-based float64 ranks of each row's best positive in a (b, N) score block.
 
-    ``positives`` (b, P) and ``real`` (b, P) as from ``padded_positives``. The rule of
+    ``positives`` (b, P) and ``real`` (b, P) as from ``search.padded_positives``. The rule of
     ``search``: 1 + #{negatives above the best positive's score s*} (+ half the negatives
     equal to s* when ``ties="average"``), other positives never counting.
     """

@@ -31,7 +31,13 @@ import numpy as np
 import pyarrow as pa
 
 from supportset.integrity import CheckedParquet, write_parquet
-from supportset.retrieval.search import BLOCK_BYTES, distinct_rows
+from supportset.retrieval.search import (
+    BLOCK_BYTES,
+    caption_owners,
+    captions_of_videos,
+    distinct_pair,
+    distinct_score_blocks,
+)
 
 TOP = 10  # gallery items kept per query in the ranks file
 RANKS_SCHEMA = pa.schema(
@@ -71,11 +77,8 @@ def split_directions(
 ) -> tuple[Direction, Direction]:
     """The t2v and v2t directions of a split already checked by ``embeddings.check_pair``:
     a caption's positive is its video, a video's positives are its captions."""
-    row_of_video = {video: row for row, video in enumerate(video_ids)}
-    owners = np.array([row_of_video[video] for video in caption_video_ids], dtype=np.int64)
-    by_video = np.argsort(owners, kind="stable")  # caption rows grouped by video, in order
-    bounds = np.searchsorted(owners[by_video], np.arange(1, len(video_ids)))
-    captions_of_video = np.split(by_video, bounds)
+    owners = caption_owners(video_ids, caption_video_ids)
+    captions_of_video = captions_of_videos(owners, len(video_ids))
     return (
         Direction("t2v", list(caption_ids), caption_emb, list(video_ids), video_emb,
                   list(owners[:, None])),
@@ -87,35 +90,12 @@ def split_directions(
 def score_blocks(
     queries: np.ndarray, gallery: np.ndarray, max_bytes: int = BLOCK_BYTES
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (query indices (b,), their (b, N) float32 cosine scores) for every query once.
-
-    Distinct query rows are multiplied with the distinct gallery rows, as many at a time as
-    fit in ``max_bytes`` of scores with their copies (at least one); the scores of their
-    copies, and of the gallery's, are copied from that product (see the module docstring).
-    """
-    query_rows, gallery_rows = distinct_rows(queries), distinct_rows(gallery)
-    if query_rows.unit.shape[1] != gallery_rows.unit.shape[1]:
-        raise ValueError(
-            f"queries have D={query_rows.unit.shape[1]}, gallery has D={gallery_rows.unit.shape[1]}"
-        )
-    n_gallery = len(gallery_rows.inverse)
-    block = max(1, max_bytes // (4 * (len(gallery_rows.unit) + n_gallery)))
-    by_distinct_row = np.argsort(query_rows.inverse, kind="stable")
-    sorted_inverse = query_rows.inverse[by_distinct_row]
-    for first in range(0, len(query_rows.unit), block):
-        distinct_scores = query_rows.unit[first : first + block] @ gallery_rows.unit.T
-        low, high = np.searchsorted(sorted_inverse, [first, first + block])
-        for start in range(low, high, block):
-            rows = by_distinct_row[start : min(start + block, high)]
-            copied = (
-                distinct_scores
-                if query_rows.copy_index is None
-                else distinct_scores[query_rows.inverse[rows] - first]
-            )
-            yield (
-                rows,
-                (copied if gallery_rows.copy_index is None else copied[:, gallery_rows.copy_index]),
-            )
+    """Yield (query indices (b,), their (b, N) float32 cosine scores) for every query once,
+    on the CPU, as ``search`` scores them (``search.distinct_score_blocks``): as many
+    distinct query rows at a time as fit in ``max_bytes`` of scores with their copies."""
+    query_rows, gallery_rows = distinct_pair(queries, gallery)
+    block = max(1, max_bytes // (4 * (len(gallery_rows.unit) + len(gallery_rows.inverse))))
+    yield from distinct_score_blocks(query_rows, gallery_rows, block, "cpu")
 
 
 def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -132,7 +132,7 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
 def cosine_scores(queries: np.ndarray, gallery: np.ndarray, device: str = "cpu") -> np.ndarray:
     """(Q, N) float32 cosine similarities, computed as the ranking functions compute them:
     identical query rows with identical gallery rows get bit-identical scores."""
-    query_rows, gallery_rows = _distinct_pair(queries, gallery)
+    query_rows, gallery_rows = distinct_pair(queries, gallery)
     scores = _as_numpy(_scores(query_rows.unit, _on(gallery_rows.unit, device)))
     return _copies(scores, query_rows.copy_index, gallery_rows.copy_index)
 
@@ -187,7 +187,7 @@ def _count(mask, axis: int):
     return mask.count_nonzero(dim=axis).cpu().numpy()
 
 
-def _padded_positives(
+def padded_positives(
     positives: Sequence[np.ndarray], n_queries: int, n_gallery: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """``positives`` (one array of gallery indices per query) as a (Q, P) int64 matrix
@@ -217,7 +217,7 @@ def _check_options(ties: str, block: int) -> None:
         raise ValueError(f"block must be 0 (automatic) or positive, got {block}")
 
 
-def _distinct_pair(queries: np.ndarray, gallery: np.ndarray) -> tuple[DistinctRows, DistinctRows]:
+def distinct_pair(queries: np.ndarray, gallery: np.ndarray) -> tuple[DistinctRows, DistinctRows]:
     query_rows, gallery_rows = distinct_rows(queries), distinct_rows(gallery)
     query_dim, gallery_dim = query_rows.unit.shape[1], gallery_rows.unit.shape[1]
     if query_dim != gallery_dim:
@@ -256,7 +256,7 @@ def ranks_of_positives(
     Returns (Q,) float64 ranks, 1-based; averaged ties can give halves.
     """
     _check_options(ties, block)
-    query_rows, gallery_rows = _distinct_pair(queries, gallery)
+    query_rows, gallery_rows = distinct_pair(queries, gallery)
     return _ranks_of_positives(query_rows, gallery_rows, positives, block, ties, device)
 
 
@@ -270,9 +270,9 @@ def _ranks_of_positives(
 ) -> np.ndarray:
     """``ranks_of_positives`` of queries and gallery already reduced to distinct rows."""
     n_queries, n_gallery = len(query_rows.inverse), len(gallery_rows.inverse)
-    padded, real = _padded_positives(positives, n_queries, n_gallery)
+    padded, real = padded_positives(positives, n_queries, n_gallery)
     ranks = np.empty(n_queries, dtype=np.float64)
-    for rows, scores in _score_blocks(query_rows, gallery_rows, block, device):
+    for rows, scores in distinct_score_blocks(query_rows, gallery_rows, block, device):
         positive_scores = _gather(scores, padded[rows])  # (b, P)
         best = positive_scores.max(axis=1)  # (b,): no positive is above the best one
         on_best = (positive_scores == best[:, None]) & real[rows]
@@ -283,7 +283,7 @@ def _ranks_of_positives(
     return ranks
 
 
-def _score_blocks(
+def distinct_score_blocks(
     query_rows: DistinctRows, gallery_rows: DistinctRows, block: int, device: str
 ) -> Iterator[tuple[np.ndarray, Any]]:
     """Yield (query indices (b,), their (b, N) scores) for every query once, b <= ``block``.
@@ -309,6 +309,19 @@ def _score_blocks(
             yield rows, _copies(distinct_scores, _like(gallery, copied), columns)
 
 
+def caption_owners(video_ids: Sequence[str], caption_video_ids: Sequence[str]) -> np.ndarray:
+    """(N_c,) int64: the row in `video_ids` of each caption's video."""
+    row_of_video = {video: row for row, video in enumerate(video_ids)}
+    return np.array([row_of_video[video] for video in caption_video_ids], dtype=np.int64)
+
+
+def captions_of_videos(owners: np.ndarray, n_videos: int) -> list[np.ndarray]:
+    """The caption rows of each of `n_videos` videos, ascending, from each caption's video
+    row `owners` (N_c,): one stable sort, O(N_c log N_c)."""
+    by_video = np.argsort(owners, kind="stable")
+    return np.split(by_video, np.cumsum(np.bincount(owners, minlength=n_videos))[:-1])
+
+
 def ranks_both_ways(
     videos: np.ndarray,
     captions: np.ndarray,
@@ -328,17 +341,16 @@ def ranks_both_ways(
     """
     _check_options(ties, 0)
     owners = np.asarray(owners, dtype=np.int64)
-    caption_rows, video_rows = _distinct_pair(captions, videos)
+    caption_rows, video_rows = distinct_pair(captions, videos)
     n_videos = len(video_rows.inverse)
     distinct_bytes = 4 * len(caption_rows.unit) * len(video_rows.unit)
     copied_bytes = 4 * len(owners) * n_videos if _repeats(caption_rows, video_rows) else 0
     if distinct_bytes + copied_bytes > max_bytes:
-        by_video = np.argsort(owners, kind="stable")  # caption rows grouped by video, ascending
-        bounds = np.cumsum(np.bincount(owners, minlength=n_videos))[:-1]
-        captions_of_video = np.split(by_video, bounds)  # O(N_c log N_c), not O(N_v * N_c)
         return (
             _ranks_of_positives(caption_rows, video_rows, list(owners[:, None]), 0, ties, device),
-            _ranks_of_positives(video_rows, caption_rows, captions_of_video, 0, ties, device),
+            _ranks_of_positives(
+                video_rows, caption_rows, captions_of_videos(owners, n_videos), 0, ties, device
+            ),
         )
     distinct_scores = _scores(caption_rows.unit, _on(video_rows.unit, device))
     rows, columns = caption_rows.copy_index, video_rows.copy_index
