@@ -5,6 +5,9 @@ ig65m-pytorch project): torchvision's VideoResNet with (2+1)D blocks, layers 3-4
 Caffe2 mid-plane counts in the first block of layers 2-4 (288, 576, 1152) and BatchNorm
 eps 1e-3, so that its published state dicts load strictly.
 
+`appearance_map` and `motion_map` give each network's last feature map before its global
+pooling (`pool_map`), for the crop features of `features.crops` (`pool_windows`).
+
 Weights come from a local file or the torch hub cache, or are explicitly random (demo and
 tests). Nothing is downloaded at run time: missing weights raise WeightsError saying how
 to provide them, before any video is touched.
@@ -17,6 +20,7 @@ from pathlib import Path
 import torch
 import torchvision
 from torch import nn
+from torchvision.models import ResNet
 from torchvision.models.video.resnet import BasicBlock, Conv2Plus1D, R2Plus1dStem, VideoResNet
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -86,6 +90,40 @@ def build_motion(arch: str, weights: str) -> nn.Module:
     if path is not None:
         model.load_state_dict(_without_classifier(_load_state_dict(path)))
     return model.eval()
+
+
+def appearance_map(model: ResNet, images: torch.Tensor) -> torch.Tensor:
+    """The ResNet's last stage before global pooling: (N, 3, H, W) -> (N, C, h, w), the
+    layers of torchvision's forward up to `layer4` (h, w = H, W / 32, rounded up)."""
+    stem = model.maxpool(model.relu(model.bn1(model.conv1(images))))
+    return model.layer4(model.layer3(model.layer2(model.layer1(stem))))
+
+
+def motion_map(model: VideoResNet, clips: torch.Tensor) -> torch.Tensor:
+    """The R(2+1)D's last stage before global pooling: (N, 3, T, H, W) -> (N, 512, t, h,
+    w), the layers of torchvision's forward up to `layer4` (t = T / 8, h, w = H, W / 16)."""
+    stem = model.stem(clips)
+    return model.layer4(model.layer3(model.layer2(model.layer1(stem))))
+
+
+def pool_map(model: ResNet | VideoResNet, feature_map: torch.Tensor) -> torch.Tensor:
+    """The network's output from its last map, (N, C, ...) -> (N, C): its own global
+    average pool, flatten and (identity) fc, so that `pool_map(model, appearance_map(model,
+    x))` is bit-identical to `model(x)` (and likewise for `motion_map`)."""
+    return model.fc(torch.flatten(model.avgpool(feature_map), 1))
+
+
+def pool_windows(feature_map: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+    """Float32 average of each window of a map: map (N, C, h, w), cells (N, K, 4) int64
+    [top, left, bottom, right) in grid cells -> (N, K, C)."""
+    rows = torch.arange(feature_map.shape[2], device=feature_map.device)
+    columns = torch.arange(feature_map.shape[3], device=feature_map.device)
+    cells = cells.to(feature_map.device)
+    in_rows = (rows >= cells[..., 0:1]) & (rows < cells[..., 2:3])  # (N, K, h)
+    in_columns = (columns >= cells[..., 1:2]) & (columns < cells[..., 3:4])  # (N, K, w)
+    weights = (in_rows[..., :, None] & in_columns[..., None, :]).float()  # (N, K, h, w)
+    weights = weights / weights.sum(dim=(2, 3), keepdim=True)
+    return torch.einsum("nchw,nkhw->nkc", feature_map.float(), weights)
 
 
 def resolve_weights(arch: str, weights: str, key: str) -> Path | None:

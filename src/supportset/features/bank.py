@@ -5,7 +5,9 @@ caption when its token states are in a text shard and its video is usable. Every
 left out is counted in the log, never dropped silently. Sequences are read from the shards
 on demand (see `ShardSequences`), so memory does not grow with the size of the store.
 `FeatureBank.visual_part` gives the appearance or motion columns alone (Table 2a);
-`FeatureBank.tokenizer` says which tokenizer made the caption token ids.
+`FeatureBank.tokenizer` says which tokenizer made the caption token ids;
+`FeatureBank.with_crops` adds the crop features of shards extracted with `features.crops`,
+which only training reads (validation, export and evaluation use the full-frame features).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 
 from supportset.data.manifest import read_captions, read_videos
 from supportset.features.store import ShardSequences, read_metadata
-from supportset.features.visual import VISUAL_PARTS, shards_layout
+from supportset.features.visual import VISUAL_PARTS, shards_crop_count, shards_layout
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,8 @@ class FeatureBank:
     visual_shards: tuple[Path, ...] = ()  # where `videos` is read from; () for plain dicts
     # the text shards' tokenizer; None for plain dicts and shards written before its record
     tokenizer: TokenizerIdentity | None = None
+    # video_id -> (T, K, D) crop features (features.crops); None: not read (see with_crops)
+    crops: Mapping[str, np.ndarray] | None = None
 
     @classmethod
     def load(
@@ -83,17 +87,36 @@ class FeatureBank:
             text_shards_tokenizer(text_shards),
         )
 
+    def with_crops(self, cache_mb: int = 512) -> FeatureBank:
+        """This bank with the crop features of its visual shards, video_id -> (T, K, D),
+        read on demand keeping at most about `cache_mb` MB of decoded Parquet row groups
+        per process; a bank that has crop features is returned as it is. A ValueError
+        naming features.crops when the shards hold none (or different numbers K)."""
+        if self.crops is not None:
+            return self
+        if not self.visual_shards:
+            raise ValueError(
+                "training.crop_augment and training.crop_contrast_weight read crop features, "
+                "which only a bank read from visual shards extracted with features.crops "
+                "above 0 has"
+            )
+        paths = list(self.visual_shards)
+        count = shards_crop_count(paths)
+        crops = ShardSequences(paths, "video_id", "crops", cache_bytes=cache_mb << 20)
+        return replace(self, crops=_CropViews(crops, count))
+
     def layout(self) -> dict[str, tuple[int, int]] | None:
         """Visual part -> its columns [start, stop) of the video features, as the visual
         shards' metadata says (all must agree); None for a bank not read from shards."""
         return shards_layout(list(self.visual_shards)) if self.visual_shards else None
 
     def visual_part(self, part: str) -> FeatureBank:
-        """This bank with video sequences (T, D_part) of one part of the features, sliced on
-        each read: 'appearance' (the ResNet's columns) or 'motion' (the R(2+1)D's); 'both'
-        is this bank. Table 2a: "features obtained from a video R(2+1)D-34 ResNet achieve
-        2.9% and 7.0% higher performance compared to only image-frame based features from a
-        ResNet-152. A further 3.5% and 2.0% can be gained by concatenating both features"."""
+        """This bank with video sequences (T, D_part) (and crops (T, K, D_part)) of one part
+        of the features, sliced on each read: 'appearance' (the ResNet's columns) or
+        'motion' (the R(2+1)D's); 'both' is this bank. Table 2a: "features obtained from a
+        video R(2+1)D-34 ResNet achieve 2.9% and 7.0% higher performance compared to only
+        image-frame based features from a ResNet-152. A further 3.5% and 2.0% can be gained
+        by concatenating both features"."""
         if part == "both":
             return self
         if part not in VISUAL_PARTS:
@@ -106,20 +129,28 @@ class FeatureBank:
                 f"model.visual_features '{part}' needs the layout of the visual features, "
                 "which only a bank read from visual shards has"
             )
-        return replace(self, videos=_Columns(self.videos, *layout[part]), visual_shards=())
+        crops = _Columns(self.crops, *layout[part]) if self.crops is not None else None
+        videos = _Columns(self.videos, *layout[part])
+        return replace(self, videos=videos, crops=crops, visual_shards=())
 
     def clip(self, video_id: str, start: float, end: float) -> np.ndarray:
         """The (T', D) features of the video's steps timed in [start, end) seconds; the
         step nearest the middle when none is (a segment shorter than a step)."""
         features = self.videos[video_id]
+        steps = self.clip_steps(video_id, len(features), start, end)
+        return features[steps].copy()  # not a view of the whole video
+
+    def clip_steps(self, video_id: str, length: int, start: float, end: float) -> slice:
+        """The steps of the video (of `length` steps) timed in [start, end) seconds; the
+        step nearest the middle when none is (a segment shorter than a step)."""
         if self.timestamps is not None:
             times = self.timestamps[video_id]
         else:
-            times = np.arange(len(features)) / self.fps
+            times = np.arange(length) / self.fps
         inside = np.flatnonzero((times >= start) & (times < end))
         if inside.size == 0:
             inside = [int(np.abs(times - (start + end) / 2).argmin())]
-        return features[inside[0] : inside[-1] + 1].copy()  # not a view of the whole video
+        return slice(int(inside[0]), int(inside[-1]) + 1)
 
     def steps(self, seconds: float) -> int:
         """Feature steps that cover `seconds` of video (at least one)."""
@@ -242,7 +273,8 @@ def _description(identity: TokenizerIdentity | None) -> str:
 
 
 class _Columns(Mapping[str, np.ndarray]):
-    """video_id -> the columns [start, stop) of its features, (T, stop - start), a copy."""
+    """video_id -> the columns [start, stop) of its features (or crops), (T, stop - start)
+    (or (T, K, stop - start)), a copy."""
 
     def __init__(self, videos: Mapping[str, np.ndarray], start: int, stop: int) -> None:
         self.videos = videos
@@ -250,7 +282,7 @@ class _Columns(Mapping[str, np.ndarray]):
         self.stop = stop
 
     def __getitem__(self, video_id: str) -> np.ndarray:
-        return np.ascontiguousarray(self.videos[video_id][:, self.start : self.stop])
+        return np.ascontiguousarray(self.videos[video_id][..., self.start : self.stop])
 
     def __contains__(self, video_id: object) -> bool:
         return video_id in self.videos  # without reading the features
@@ -260,6 +292,27 @@ class _Columns(Mapping[str, np.ndarray]):
 
     def __len__(self) -> int:
         return len(self.videos)
+
+
+class _CropViews(Mapping[str, np.ndarray]):
+    """video_id -> its stored crops row (T, K * D) seen as its K crop features (T, K, D)."""
+
+    def __init__(self, rows: Mapping[str, np.ndarray], count: int) -> None:
+        self.rows = rows
+        self.count = count
+
+    def __getitem__(self, video_id: str) -> np.ndarray:
+        rows = self.rows[video_id]
+        return rows.reshape(len(rows), self.count, -1)
+
+    def __contains__(self, video_id: object) -> bool:
+        return video_id in self.rows
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
 
 
 class _Clips(Mapping[str, np.ndarray]):

@@ -1,9 +1,10 @@
 """Shards of per-video and per-caption sequences, in Parquet or HDF5 (by file suffix).
 
 Visual shard: video_id, timestamps (float32 seconds, one per step), features (one D-dim
-vector per step). Text shard: caption_id, video_id, token_ids (int32, one per token),
-embeddings (one D-dim vector per token), n_tokens (the caption's length before
-truncation). Rejects (Parquet): id, reason.
+vector per step) and, extracted with `features.crops` K above 0, crops (one K*D-dim
+vector per step: K crop features, see features/visual.py). Text shard: caption_id,
+video_id, token_ids (int32, one per token), embeddings (one D-dim vector per token),
+n_tokens (the caption's length before truncation). Rejects (Parquet): id, reason.
 
 Parquet: one row per video or caption; a sequence is a list column, vectors are
 fixed-size lists; metadata is JSON in the schema under b"supportset".
@@ -64,10 +65,15 @@ class ShardSchema:
     rows_per_group: int = 64
 
 
-def visual_schema(dim: int, dtype: str) -> ShardSchema:
+def visual_schema(dim: int, dtype: str, crops: int = 0) -> ShardSchema:
+    """Timestamps and dim-wide features per step, and with `crops` K above 0 a crops
+    column of K * dim per step."""
+    sequences = (SequenceColumn("timestamps", "float32"), SequenceColumn("features", dtype, dim))
+    if crops:
+        sequences += (SequenceColumn("crops", dtype, crops * dim),)
     return ShardSchema(
         ("video_id",),
-        (SequenceColumn("timestamps", "float32"), SequenceColumn("features", dtype, dim)),
+        sequences,
         rows_per_group=16,  # a video is ~100 KB-2 MB of features: keep random reads small
     )
 

@@ -7,6 +7,14 @@ video: 2048 + 512 = 2560 in the paper's setting. The shard metadata's "layout" n
 columns of each part, so that training can use one of them alone (`model.visual_features`,
 the paper's Table 2a) without extracting again.
 
+With `crops` K above 0 (StiCA's feature crops, Patrick et al. 2021: "Feature-Crop: get
+large number of crops for within-modality noise contrastive comparison"), each step also
+gets K crop features: K random windows of the frame (`crop_windows`, seeded by the video
+and the step, so the same whatever the batch, shard or worker), each average-pooled on
+both networks' last feature maps (the R(2+1)D's averaged over time too) and concatenated
+like the full-frame feature, stored as the shard's "crops" column (T, K * D). The
+full-frame feature stays the networks' own global pooling, unchanged.
+
 Decode workers (video/workers.py) stream samples of several videos at once; the CNNs run
 on fixed-size batches that mix videos, so decoding overlaps with compute and every
 forward pass has the same shape (the last batch is padded), which keeps reruns
@@ -16,6 +24,8 @@ stops the job with `on_error: fail`); the others are written, in manifest order.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +45,14 @@ from supportset.video.workers import DecodePool
 log = logging.getLogger(__name__)
 SHARD_SUFFIXES = {"parquet": ".parquet", "hdf5": ".h5"}
 VISUAL_PARTS = ("appearance", "motion")  # in the order of their columns
+CROP_WINDOW_RULE = (
+    "per crop: height and width fractions of the frame each uniform in [scale, 1], top-left "
+    "corner uniform where the window fits, from numpy default_rng(int of the first 16 bytes, "
+    "little-endian, of sha256(json [seed, video_id, step])); on each network's h x w map "
+    "(the R(2+1)D's averaged over time) every edge moves to the nearest cell boundary, "
+    "keeping at least one cell each way; crop k of a step is columns [k * dim, (k + 1) * dim) "
+    "of its crops row"
+)
 
 
 @dataclass
@@ -63,6 +81,9 @@ class VisualSettings:
     batch_size: int = 32  # samples (frames and clips) per forward pass
     on_error: str = "skip"  # skip: reject the video and go on; fail: stop the job
     decode_timeout: float = 120.0  # seconds a decoder may stay silent before it is killed
+    crops: int = 0  # crop features per step besides the full-frame one (0: none)
+    crop_scale: float = 0.5  # smallest side of a crop window, as a fraction of the frame's
+    crop_seed: int = 0  # seed of the crop windows (with the video id and the step)
     appearance: AppearanceSettings = field(default_factory=AppearanceSettings)
     motion: MotionSettings = field(default_factory=MotionSettings)
 
@@ -72,7 +93,8 @@ class ExtractionError(RuntimeError):
 
 
 class VisualExtractor:
-    """Both backbones on one device: (B, A, A, 3) frames + (B, T, M, M, 3) clips -> (B, D)."""
+    """Both backbones on one device: (B, A, A, 3) frames + (B, T, M, M, 3) clips -> (B, D),
+    and the (B, K, D) features of K windows of each sample when given them."""
 
     def __init__(self, settings: VisualSettings, device: torch.device) -> None:
         self.settings = settings
@@ -86,52 +108,74 @@ class VisualExtractor:
         self.dim = self.layout["motion"][1]  # D_a + D_m
 
     @torch.inference_mode()
-    def __call__(self, frames: np.ndarray, clips: np.ndarray) -> np.ndarray:
-        """uint8 RGB frames (B, A, A, 3) and clips (B, T, M, M, 3) -> float32 (B, D)."""
+    def __call__(
+        self, frames: np.ndarray, clips: np.ndarray, windows: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """uint8 RGB frames (B, A, A, 3) and clips (B, T, M, M, 3) -> float32 full-frame
+        features (B, D) and, given windows (B, K, 4) (see `crop_windows`), float32 crop
+        features (B, K, D); None without windows."""
         images = torch.from_numpy(frames).to(self.device).permute(0, 3, 1, 2)  # (B, 3, A, A)
         images = _normalise(images, backbones.IMAGENET_MEAN, backbones.IMAGENET_STD)
         videos = torch.from_numpy(clips).to(self.device).permute(0, 4, 1, 2, 3)  # (B, 3, T, M, M)
         videos = _normalise(videos, backbones.KINETICS_MEAN, backbones.KINETICS_STD)
         with autocast(self.device):
-            appearance = self.appearance(images.contiguous(memory_format=torch.channels_last))
-            motion = self.motion(videos)
-        return torch.cat([appearance, motion], dim=1).float().cpu().numpy()
+            images = images.contiguous(memory_format=torch.channels_last)
+            appearance_map = backbones.appearance_map(self.appearance, images)  # (B, C, h, w)
+            motion_map = backbones.motion_map(self.motion, videos)  # (B, 512, t, h', w')
+            appearance = backbones.pool_map(self.appearance, appearance_map)  # (B, C)
+            motion = backbones.pool_map(self.motion, motion_map)  # (B, 512)
+        features = torch.cat([appearance, motion], dim=1).float().cpu().numpy()
+        if windows is None:
+            return features, None
+        still_motion = motion_map.float().mean(dim=2)  # (B, 512, h', w'): averaged over time
+        crops = [_pool_crops(appearance_map, windows), _pool_crops(still_motion, windows)]
+        return features, torch.cat(crops, dim=2).cpu().numpy()  # (B, K, D)
 
 
 class SampleQueue:
-    """Samples waiting for the CNNs, in arrival order, each tagged with its video."""
+    """Samples waiting for the CNNs, in arrival order, each tagged with its video and its
+    step (its position among the video's samples)."""
 
     def __init__(self) -> None:
         self.owners: list[int] = []
+        self.steps: list[int] = []
         self.frames: list[np.ndarray] = []
         self.clips: list[np.ndarray] = []
+        self.queued_steps: dict[int, int] = {}  # video -> its samples queued so far
 
     def __len__(self) -> int:
         return len(self.owners)
 
     def add(self, owner: int, chunk: SampleChunk) -> None:
+        first = self.queued_steps.get(owner, 0)
+        self.queued_steps[owner] = first + len(chunk.timestamps)
         self.owners.extend([owner] * len(chunk.timestamps))
+        self.steps.extend(range(first, self.queued_steps[owner]))
         self.frames.extend(chunk.appearance)
         self.clips.extend(chunk.motion)
 
-    def take(self, size: int) -> tuple[list[int], np.ndarray, np.ndarray]:
-        """The first `size` samples (fewer if not available), zero-padded to `size`."""
-        owners, frames, clips = self.owners[:size], self.frames[:size], self.clips[:size]
-        del self.owners[:size], self.frames[:size], self.clips[:size]
+    def take(self, size: int) -> tuple[list[int], list[int], np.ndarray, np.ndarray]:
+        """The owners and steps of the first `size` samples (fewer if not available), and
+        their frames and clips zero-padded to `size`."""
+        owners, steps = self.owners[:size], self.steps[:size]
+        frames, clips = self.frames[:size], self.clips[:size]
+        del self.owners[:size], self.steps[:size], self.frames[:size], self.clips[:size]
         padding = size - len(owners)
         frames_array = np.stack(frames + [np.zeros_like(frames[0])] * padding)
         clips_array = np.stack(clips + [np.zeros_like(clips[0])] * padding)
-        return owners, frames_array, clips_array
+        return owners, steps, frames_array, clips_array
 
 
 class ShardAssembly:
-    """Per-video timestamps and features, written in manifest order once complete."""
+    """Per-video timestamps, features and crop features (with `features.crops`), written
+    in manifest order once complete."""
 
     def __init__(self, videos: list[dict], writer: ShardWriter) -> None:
         self.videos = videos
         self.writer = writer
         self.timestamps: dict[int, list[float]] = {i: [] for i in range(len(videos))}
         self.features: dict[int, list[np.ndarray]] = {i: [] for i in range(len(videos))}
+        self.crops: dict[int, list[np.ndarray]] = {i: [] for i in range(len(videos))}
         self.decoded: set[int] = set()
         self.rejects: dict[int, str] = {}
         self.next_to_write = 0
@@ -141,10 +185,16 @@ class ShardAssembly:
     def add_samples(self, index: int, chunk: SampleChunk) -> None:
         self.timestamps[index].extend(chunk.timestamps.tolist())
 
-    def add_features(self, owners: list[int], features: np.ndarray) -> None:
-        for owner, row in zip(owners, features, strict=False):  # padding rows are dropped
+    def add_features(
+        self, owners: list[int], features: np.ndarray, crops: np.ndarray | None
+    ) -> None:
+        """Features (B, D) and crop features (B, K, D) or None of the samples of `owners`
+        (B >= their number: padding rows are dropped)."""
+        for row, owner in enumerate(owners):
             if owner not in self.rejects:
-                self.features[owner].append(row)
+                self.features[owner].append(features[row])
+                if crops is not None:
+                    self.crops[owner].append(crops[row].ravel())  # (K * D,)
         self._write_ready()
 
     def finish(self, index: int) -> None:
@@ -167,16 +217,20 @@ class ShardAssembly:
             if index in self.rejects:
                 pass
             elif index in self.decoded and len(self.features[index]) == len(self.timestamps[index]):
-                self.writer.write(
-                    (self.videos[index]["video_id"],),
-                    (np.array(self.timestamps[index]), np.stack(self.features[index])),
-                )
+                self.writer.write((self.videos[index]["video_id"],), self._sequences(index))
                 self.written += 1
             else:
                 return
-            del self.timestamps[index], self.features[index]
+            del self.timestamps[index], self.features[index], self.crops[index]
             self.next_to_write += 1
             self.progress.advance()
+
+    def _sequences(self, index: int) -> tuple[np.ndarray, ...]:
+        """Timestamps (T,), features (T, D) and, with crops, crop features (T, K * D)."""
+        sequences = (np.array(self.timestamps[index]), np.stack(self.features[index]))
+        if self.crops[index]:
+            sequences += (np.stack(self.crops[index]),)
+        return sequences
 
 
 def sampling_spec(settings: VisualSettings) -> SamplingSpec:
@@ -211,8 +265,13 @@ def check_weights(settings: VisualSettings) -> None:
 
 
 def check_settings(settings: VisualSettings, out: str | Path) -> None:
-    """Stop before any work: weights not available offline, or a path of the wrong format."""
+    """Stop before any work: weights not available offline, a path of the wrong format, or
+    crop settings out of range."""
     check_weights(settings)
+    if settings.crops < 0:
+        raise ValueError(f"features.crops must be 0 or more, not {settings.crops}")
+    if not 0 < settings.crop_scale <= 1:
+        raise ValueError(f"features.crop_scale must be in (0, 1], not {settings.crop_scale}")
     if Path(out).suffix != SHARD_SUFFIXES[settings.format]:
         raise ValueError(f"features.format is {settings.format} but the output is {out}")
 
@@ -230,7 +289,7 @@ def extract_shard(
     videos = shard_videos(read_videos(manifest), shard, settings.shards)
     extractor = VisualExtractor(settings, pick_device())
     metadata = shard_metadata(settings, extractor)
-    schema = visual_schema(extractor.dim, settings.dtype)
+    schema = visual_schema(extractor.dim, settings.dtype, settings.crops)
     with ShardWriter(out, schema, metadata) as writer:
         assembly = extract_videos(videos, extractor, writer, workers)
     write_rejects(rejects, "video_id", assembly.reject_rows())
@@ -256,15 +315,16 @@ def extract_videos(
         else:
             _handle_reject(assembly, event.index, event.reason, settings.on_error)
         while len(queue) >= settings.batch_size:
-            assembly.add_features(*_run(extractor, queue, settings.batch_size))
+            assembly.add_features(*_run(extractor, queue, videos))
     while len(queue):
-        assembly.add_features(*_run(extractor, queue, settings.batch_size))
+        assembly.add_features(*_run(extractor, queue, videos))
     return assembly
 
 
 def shard_metadata(settings: VisualSettings, extractor: VisualExtractor) -> dict:
-    """How the features were made, stored in the shard."""
-    return {
+    """How the features were made, stored in the shard; with crops, "crops" records their
+    count, scale, seed and window rule."""
+    metadata = {
         "stage": "extract_visual",
         "settings": asdict(settings),
         "dim": extractor.dim,
@@ -277,6 +337,38 @@ def shard_metadata(settings: VisualSettings, extractor: VisualExtractor) -> dict
         "version": __version__,
         "device": extractor.device.type,
     }
+    if settings.crops:
+        metadata["crops"] = {
+            "count": settings.crops,
+            "scale": settings.crop_scale,
+            "seed": settings.crop_seed,
+            "window": CROP_WINDOW_RULE,
+        }
+    return metadata
+
+
+def crop_windows(video_id: str, step: int, count: int, scale: float, seed: int) -> np.ndarray:
+    """The `count` crop windows of a video's step: (count, 4) [top, left, height, width]
+    as fractions of the frame, drawn as CROP_WINDOW_RULE says, from a generator seeded by
+    (seed, video_id, step) alone, so that they do not depend on the batch, the shard or the
+    workers."""
+    key = hashlib.sha256(json.dumps([seed, video_id, step]).encode()).digest()
+    rng = np.random.default_rng(int.from_bytes(key[:16], "little"))
+    sides = rng.uniform(scale, 1.0, size=(count, 2))  # (height, width)
+    corners = rng.uniform(0.0, 1.0, size=(count, 2)) * (1.0 - sides)  # (top, left)
+    return np.concatenate([corners, sides], axis=1)
+
+
+def window_cells(windows: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Windows (..., 4) [top, left, height, width] in fractions -> int64 cells (..., 4)
+    [top, left, bottom, right) of a height x width grid: every edge at the nearest cell
+    boundary, at least one cell each way."""
+    grid = np.array([height, width])
+    starts = np.floor(windows[..., :2] * grid + 0.5).astype(np.int64)
+    stops = np.floor((windows[..., :2] + windows[..., 2:]) * grid + 0.5).astype(np.int64)
+    starts = np.minimum(starts, grid - 1)
+    stops = np.clip(stops, starts + 1, grid)
+    return np.concatenate([starts, stops], axis=-1)
 
 
 def feature_layout(appearance_dim: int) -> dict[str, tuple[int, int]]:
@@ -323,9 +415,52 @@ def shards_layout(paths: list[str | Path]) -> dict[str, tuple[int, int]]:
     return layouts[0]
 
 
-def _run(extractor: VisualExtractor, queue: SampleQueue, size: int) -> tuple[list[int], np.ndarray]:
-    owners, frames, clips = queue.take(size)
-    return owners, extractor(frames, clips)
+def shards_crop_count(paths: list[str | Path]) -> int:
+    """The number K of crop features per step all the visual shards `paths` hold; a
+    ValueError naming features.crops when one holds none or two hold different numbers."""
+    counts = [read_metadata(path).get("crops", {}).get("count", 0) for path in paths]
+    for path, count in zip(paths, counts, strict=True):
+        if count == 0:
+            raise ValueError(
+                f"visual shard {path} holds no crop features, which training.crop_augment and "
+                "training.crop_contrast_weight read: extract it with features.crops above 0"
+            )
+        if count != counts[0]:
+            raise ValueError(
+                f"visual shards {paths[0]} and {path} hold {counts[0]} and {count} crop "
+                "features per step (features.crops): extract them with the same settings"
+            )
+    return counts[0]
+
+
+def _run(
+    extractor: VisualExtractor, queue: SampleQueue, videos: list[dict]
+) -> tuple[list[int], np.ndarray, np.ndarray | None]:
+    """The next batch through the CNNs: its owners, features (B, D) and crops (B, K, D)."""
+    settings = extractor.settings
+    owners, steps, frames, clips = queue.take(settings.batch_size)
+    windows = None
+    if settings.crops:
+        windows = np.stack(
+            [
+                crop_windows(videos[owner]["video_id"], step, settings.crops,
+                             settings.crop_scale, settings.crop_seed)
+                for owner, step in zip(owners, steps, strict=True)
+            ]
+            + [_whole_frames(settings.crops)] * (len(frames) - len(owners))  # padding rows
+        )  # fmt: skip
+    return owners, *extractor(frames, clips, windows)
+
+
+def _whole_frames(count: int) -> np.ndarray:
+    """`count` windows covering the whole frame, (count, 4)."""
+    return np.tile([0.0, 0.0, 1.0, 1.0], (count, 1))
+
+
+def _pool_crops(feature_map: torch.Tensor, windows: np.ndarray) -> torch.Tensor:
+    """Map (B, C, h, w) and windows (B, K, 4) -> float32 window averages (B, K, C)."""
+    cells = window_cells(windows, feature_map.shape[2], feature_map.shape[3])
+    return backbones.pool_windows(feature_map, torch.from_numpy(cells))
 
 
 def _handle_reject(assembly: ShardAssembly, index: int, reason: str, on_error: str) -> None:

@@ -55,6 +55,14 @@ class TrainConfig:
     temperature: float = 0.1  # T of the support-set softmax (6.2: "T is set to 0.1")
     support_set_size: int = 0  # members of each support set; 0 = the whole batch
     init_from: str = ""  # model.pt to start from (e.g. HowTo100M pre-training); "" = scratch
+    # StiCA's feature crops (features.crops; not used by the paper, hence off): each step
+    # reads, per video and second, one of its K crop features drawn at random instead of the
+    # full-frame feature
+    crop_augment: bool = False
+    # weight of the within-video term: InfoNCE between two crop views of each video (drawn
+    # independently) through the video head, over the batch; 0 = off
+    crop_contrast_weight: float = 0.0
+    crop_temperature: float = 0.1  # temperature of that InfoNCE
 
     def __post_init__(self) -> None:
         choices = {
@@ -76,6 +84,14 @@ class TrainConfig:
                 "training.captions_per_video above 1 draws bags of captions per video: it "
                 "needs training.epoch_unit videos"
             )
+        if self.crop_contrast_weight < 0:
+            raise ValueError(
+                f"training.crop_contrast_weight must be 0 or more, not {self.crop_contrast_weight}"
+            )
+        if self.crop_temperature <= 0:
+            raise ValueError(
+                f"training.crop_temperature must be above 0, not {self.crop_temperature}"
+            )
         if self.epochs < 1:
             raise ValueError(f"training.epochs must be at least 1, not {self.epochs}")
         if "test" in self.train_splits:
@@ -85,3 +101,8 @@ class TrainConfig:
                 "training.selection 'val' picks the epoch on the val split, which "
                 "training.train_splits trains on; use selection 'last'"
             )
+
+    @property
+    def reads_crops(self) -> bool:
+        """Whether training reads the crop features (features.crops) of the visual shards."""
+        return self.crop_augment or self.crop_contrast_weight > 0

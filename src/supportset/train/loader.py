@@ -1,9 +1,10 @@
 """Batches read from the shards by worker processes, in the order the training loop plans.
 
-The loop decides every batch (its videos and captions, from its seeded RNG) in the main
-process; workers only read and pad them. So the batches, and the run, are the same for
-any number of workers, and memory is bounded by the workers' row-group caches and
-`prefetch` batches each, not by the size of the feature store.
+The loop decides every batch (its videos and captions, and the seeds of its crop draws,
+from its seeded RNG) in the main process; workers only read and pad them. So the
+batches, and the run, are the same for any number of workers, and memory is bounded by
+the workers' row-group caches and `prefetch` batches each, not by the size of the feature
+store.
 
 The loader draws its workers' base seed from a generator of its own: torch's DataLoader
 takes it from the global generator (which dropout uses) whenever an iterator is made, and
@@ -23,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from supportset.features.bank import FeatureBank
 from supportset.train.objective import Batch
-from supportset.train.plan import BatchKey
+from supportset.train.plan import BatchKey, CroppedKey
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 
@@ -45,7 +46,7 @@ class BatchReader(Dataset):
         self.max_video_seconds = max_video_seconds
         self.text_states = text_states
 
-    def __getitem__(self, key: BatchKey) -> Batch | ReadFailure:
+    def __getitem__(self, key: BatchKey | CroppedKey) -> Batch | ReadFailure:
         try:
             return Batch.read(self.bank, key, self.max_video_seconds, self.text_states)
         except Exception as error:  # raised by BatchLoader, in the main process
@@ -73,9 +74,9 @@ class EpochPlan:
     """The batch keys of the current epoch; the loop sets `keys` before each epoch."""
 
     def __init__(self) -> None:
-        self.keys: list[BatchKey] = []
+        self.keys: list[BatchKey | CroppedKey] = []
 
-    def __iter__(self) -> Iterator[BatchKey]:
+    def __iter__(self) -> Iterator[BatchKey | CroppedKey]:
         return iter(self.keys)
 
     def __len__(self) -> int:

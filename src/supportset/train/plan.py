@@ -15,6 +15,11 @@ the number of reader workers.
 With `clips`, a row's video is cut to its caption's segment (or to the span of its bag).
 A global batch is trimmed to a multiple of the world size, rank r taking the r-th equal
 slice of its rows, and a batch with fewer than two distinct videos is dropped.
+
+When training reads crop features (`crop_augment`, `crop_contrast_weight`), each video
+row of a global batch also gets a seed drawn here, from which the reader draws the row's
+crops (`CroppedKey`): the crops, like the batches, are then the same for any number of
+reader workers and after a resume (the generator's state is saved with the run).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from supportset.features.bank import SplitData
 from supportset.train.config import TrainConfig
 
 Window = tuple[float, float]  # (start, end) of a clip, seconds
+SEED_BOUND = 1 << 63  # crop draw seeds are in [0, SEED_BOUND)
 
 
 class BatchKey(NamedTuple):
@@ -38,18 +44,46 @@ class BatchKey(NamedTuple):
     groups: tuple[int, ...]  # per video row: its video's label in the global batch
 
 
+class CropDraws(NamedTuple):
+    """Which crop features a rank's video rows read, and the seeds to draw them from."""
+
+    seeds: tuple[int, ...]  # per video row: the seed of its crop draws
+    augment: bool  # each step reads one random crop instead of the full-frame feature
+    views: bool  # each step also reads two more random crops: two views of the video
+
+
+class CroppedKey(NamedTuple):
+    """What one rank reads for one step when training reads crop features."""
+
+    key: BatchKey
+    draws: CropDraws
+
+
 def epoch_plan(
     split: SplitData, config: TrainConfig, rng: np.random.Generator, rank: int, size: int
-) -> list[BatchKey]:
-    """This rank's key for every step of an epoch, drawn from `rng`."""
+) -> list[BatchKey | CroppedKey]:
+    """This rank's key for every step of an epoch, drawn from `rng`; CroppedKeys when
+    `config` reads crop features, BatchKeys otherwise."""
     batches = _pair_batches if config.epoch_unit == "pairs" else _video_batches
     keys = []
     for global_key in batches(split, config, rng):
+        seeds = (
+            rng.integers(0, SEED_BOUND, len(global_key.video_ids)) if config.reads_crops else None
+        )
         rows = len(global_key.video_ids) - len(global_key.video_ids) % size
         if rows == 0 or len(set(global_key.groups[:rows])) < 2:
             continue
-        keys.append(_rank_slice(global_key, rows, rank, size))
+        key = _rank_slice(global_key, rows, rank, size)
+        if seeds is not None:
+            key = _cropped(key, seeds[_share(rows, rank, size)], config)
+        keys.append(key)
     return keys
+
+
+def _cropped(key: BatchKey, seeds: np.ndarray, config: TrainConfig) -> CroppedKey:
+    """The key with its video rows' crop seeds (rows,) and what `config` reads of them."""
+    draws = CropDraws(tuple(seeds.tolist()), config.crop_augment, config.crop_contrast_weight > 0)
+    return CroppedKey(key, draws)
 
 
 def _pair_batches(split: SplitData, config: TrainConfig, rng: np.random.Generator):
@@ -87,7 +121,7 @@ def _labels(identities: list) -> tuple[int, ...]:
 def _rank_slice(key: BatchKey, rows: int, rank: int, size: int) -> BatchKey:
     """Rank `rank`'s equal share of the first `rows` video rows and their captions."""
     per_row = len(key.caption_ids) // len(key.video_ids)
-    share = slice(rank * rows // size, (rank + 1) * rows // size)
+    share = _share(rows, rank, size)
     captions = slice(share.start * per_row, share.stop * per_row)
     return BatchKey(
         key.video_ids[share],
@@ -95,6 +129,11 @@ def _rank_slice(key: BatchKey, rows: int, rank: int, size: int) -> BatchKey:
         key.windows[share] if key.windows is not None else None,
         key.groups[share],
     )
+
+
+def _share(rows: int, rank: int, size: int) -> slice:
+    """Rank `rank`'s equal share of `rows` rows."""
+    return slice(rank * rows // size, (rank + 1) * rows // size)
 
 
 def sample_captions(
