@@ -4,7 +4,8 @@ Written atomically by `save_checkpoint` and read back with torch.load(weights_on
 weights, the model settings, the input widths, the tokenizer of the captions it was trained
 on, how those captions were encoded (`text_features`: the T5, truncation and storage type,
 which `supportset search` repeats for a query), the provenance block of the run
-(`supportset.provenance`) and, with a fine-tuned T5 encoder, its configuration as JSON.
+(`supportset.provenance`), with a fine-tuned T5 encoder its configuration as JSON, and
+the caption decoder of the kept epoch (`decoder`), which `supportset caption` generates with.
 `load_model` rebuilds the model for export and search; `initialise_from` starts training
 from another run's weights (e.g. HowTo100M pre-training). Both, and export, check that the
 text shards they read share the checkpoint's tokenizer (`check_tokenizer`): a model is
@@ -23,6 +24,7 @@ import transformers
 
 from supportset.features.bank import TokenizerIdentity
 from supportset.io import atomic_path
+from supportset.model.decoder import CaptionDecoder
 from supportset.model.retrieval_model import ModelConfig, SupportSetModel
 
 log = logging.getLogger(__name__)
@@ -47,12 +49,14 @@ def save_checkpoint(
     tokenizer: TokenizerIdentity | None = None,
     text_features: dict | None = None,
     provenance: dict | None = None,
+    decoder: dict | None = None,
 ) -> None:
     """Atomic checkpoint loadable with torch.load(weights_only=True); with a fine-tuned T5
     encoder it also holds that encoder's configuration (JSON) and weights. `tokenizer` is
     that of the training bank's text shards (None: unknown, and later uses warn);
     `text_features` their `features.bank.text_features_record`; `provenance` the run's
-    `supportset.provenance.provenance` block."""
+    `supportset.provenance.provenance` block; `decoder` the caption decoder's
+    `model.decoder.decoder_record` (None: trained without captioning)."""
     t5 = model.t5_encoder
     checkpoint = {
         "model": state,
@@ -64,6 +68,7 @@ def save_checkpoint(
         "best": best,
         "text_features": text_features,
         "provenance": provenance,
+        "decoder": decoder,
     }
     with atomic_path(path) as temporary:
         torch.save(checkpoint, temporary)
@@ -170,6 +175,35 @@ def initialise_from(
         )
     check_tokenizer(checkpoint, path, "training.init_from", tokenizer)
     model.load_state_dict(checkpoint["model"])
+
+
+def initialise_decoder(decoder: CaptionDecoder, path: str | Path, memory: str) -> None:
+    """Start the caption decoder from the one a checkpoint kept (training.init_from: the
+    whole pre-trained model is fine-tuned, appendix 6.2); a checkpoint without one (trained
+    without captioning, or by an older version) leaves the T5's, and says so. A decoder of
+    another shape (T5, memory width) or reading another memory (`memory`: this run's
+    training.caption_memory) is a ValueError."""
+    record = read_checkpoint(path, "training.init_from").get("decoder")
+    if record is None:
+        log.info("training.init_from %s keeps no caption decoder: it starts from the T5", path)
+        return
+    theirs = json.loads(record["t5_config"])
+    ours = decoder.config.to_dict()
+    shape = ("vocab_size", "d_model", "d_ff", "num_decoder_layers", "num_heads", "d_kv")
+    mine = {key: ours.get(key) for key in shape} | {
+        "memory_dim": decoder.projection.in_features,
+        "memory": memory,
+    }
+    kept = {key: theirs.get(key) for key in shape} | {
+        "memory_dim": record["memory_dim"],
+        "memory": record["memory"],
+    }
+    if mine != kept:
+        raise ValueError(
+            f"training.init_from {path} kept a caption decoder of shape {kept}, this "
+            f"experiment's is {mine}: use the same T5 (training.decoder) and caption memory"
+        )
+    decoder.load_state_dict(record["state"])
 
 
 def _shaping(settings: dict) -> dict:

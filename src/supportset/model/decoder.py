@@ -11,6 +11,8 @@ batch (T5's own loss).
 
 from __future__ import annotations
 
+import json
+
 import torch
 import transformers
 from torch import nn
@@ -46,7 +48,7 @@ class CaptionDecoder(nn.Module):
             encoder_hidden_states=self.projection(memory),
             encoder_attention_mask=memory_valid.long(),
         ).last_hidden_state  # (B, L, d_model)
-        if self.config.tie_word_embeddings:
+        if scales_outputs(self.config):
             hidden = hidden * self.config.d_model**-0.5
         logits = self.lm_head(hidden)  # (B, L, vocab)
         targets = token_ids.masked_fill(~token_valid, -100)
@@ -54,6 +56,44 @@ class CaptionDecoder(nn.Module):
             logits.transpose(1, 2), targets, ignore_index=-100, reduction="sum"
         )
         return nll, token_valid.sum().to(nll.dtype)
+
+
+def scales_outputs(config: transformers.T5Config) -> bool:
+    """Whether T5 scales the decoder's output by d_model^-0.5 before the LM head, as
+    T5ForConditionalGeneration (and so `generate`) does: the original T5 does, v1.1 does
+    not. Transformers 5 says so in `scale_decoder_outputs` (and ties the embeddings of
+    every T5); older versions in `tie_word_embeddings`."""
+    return getattr(config, "scale_decoder_outputs", config.tie_word_embeddings)
+
+
+def decoder_record(decoder: CaptionDecoder | None, state: dict, memory: str) -> dict | None:
+    """What model.pt keeps of the caption decoder (None without one): its weights `state`,
+    its T5 configuration (JSON), the width of the memory it reads and which memory that is
+    (training.caption_memory: 'features' or 'head'), so that it can be rebuilt offline."""
+    if decoder is None:
+        return None
+    return {
+        "state": state,
+        "t5_config": decoder.config.to_json_string(),
+        "memory_dim": decoder.projection.in_features,
+        "memory": memory,
+    }
+
+
+def decoder_from_record(
+    record: dict,
+) -> tuple[CaptionDecoder, transformers.T5ForConditionalGeneration]:
+    """The CaptionDecoder of a `decoder_record`, in eval mode, and the T5 around it whose
+    `generate` runs it (its decoder stack and LM head are the CaptionDecoder's; its
+    encoder is never run: generation is given the projected memory as encoder states)."""
+    saved = json.loads(record["t5_config"])
+    config = transformers.T5Config.from_dict(saved)
+    if "scale_decoder_outputs" in saved:  # transformers 5 re-derives it from the tie flag
+        config.scale_decoder_outputs = saved["scale_decoder_outputs"]
+    t5 = transformers.T5ForConditionalGeneration(config)
+    decoder = CaptionDecoder(t5, record["memory_dim"])
+    decoder.load_state_dict(record["state"])
+    return decoder.eval(), t5.eval()
 
 
 def load_caption_decoder(model: str, dim: int, setting: str = "text.model") -> CaptionDecoder:

@@ -279,11 +279,15 @@ def _markdown_text(rows: list[dict[str, Any]], columns: tuple[str, ...], notes: 
 
 
 def write_table(
-    csv_path: str | os.PathLike[str], rows: list[dict[str, Any]], notes: str = ""
+    csv_path: str | os.PathLike[str],
+    rows: list[dict[str, Any]],
+    notes: str = "",
+    columns: tuple[str, ...] | None = None,
 ) -> None:
     """Atomically write ``rows`` to ``csv_path`` and their Markdown rendering (followed by
-    ``notes``) to its ``.md``."""
-    columns = _columns_of(rows)
+    ``notes``) to its ``.md``; ``columns`` names those of another task's table (captioning,
+    action recognition), else they must be a retrieval table's."""
+    columns = columns or _columns_of(rows)
     csv_text, markdown_text = _csv_text(rows, columns), _markdown_text(rows, columns, notes)
     with atomic_path(csv_path) as temporary:
         temporary.write_text(csv_text, encoding="utf-8")

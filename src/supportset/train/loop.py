@@ -26,8 +26,13 @@ from supportset.distributed import rank_and_size, sum_gradients
 from supportset.features.bank import FeatureBank, SplitData, clip_split
 from supportset.features.text import load_t5_encoder
 from supportset.io import atomic_path
-from supportset.model.checkpoint import initialise_from, save_checkpoint
-from supportset.model.decoder import CaptionDecoder, check_same_vocabulary, load_caption_decoder
+from supportset.model.checkpoint import initialise_decoder, initialise_from, save_checkpoint
+from supportset.model.decoder import (
+    CaptionDecoder,
+    check_same_vocabulary,
+    decoder_record,
+    load_caption_decoder,
+)
 from supportset.model.inference import embed_split
 from supportset.model.retrieval_model import ModelConfig, SupportSetModel
 from supportset.retrieval.metrics import evaluate_embeddings
@@ -48,6 +53,7 @@ LOG_COLUMNS = (
     "loss",
     "contrast",
     "caption",
+    "crops",
     "lr",
     "t2v_R@1",
     "t2v_R@5",
@@ -153,7 +159,8 @@ def setup(
     """Check the data against the settings and build what the epochs share; the bank's
     video sequences are the part of the features `model.visual_features` names."""
     _check_clips(data, config)
-    data = TrainData(data.bank.visual_part(model_config.visual_features), data.train, data.val)
+    bank = data.bank.with_crops() if config.reads_crops else data.bank  # features.crops
+    data = TrainData(bank.visual_part(model_config.visual_features), data.train, data.val)
     if config.selection == "val" and data.val is None:
         raise ValueError("training.selection 'val' needs a validation split; use 'last'")
     seed_everything(config.seed)
@@ -227,10 +234,29 @@ def run_epoch(session: Session, epoch: int, progress: Progress) -> Progress:
     first = best_state is None  # kept until an epoch beats it (a NaN rsum never does)
     if config.selection == "last" or first or summary["rsum"] > best["rsum"]:
         best = {"epoch": epoch, **summary}
-        best_state = {
-            name: value.detach().cpu().clone() for name, value in session.model.state_dict().items()
-        }
+        best_state = _kept_state(session)
     return Progress(epoch, step, rows, best, best_state)
+
+
+def _kept_state(session: Session) -> dict:
+    """CPU copies of the weights a checkpoint keeps: the model's, and the caption
+    decoder's (empty without captioning), which `supportset caption` generates with. A
+    tensor two names share (T5's tied embeddings and LM head) is copied once and stays
+    shared, so it is saved once."""
+    copies: dict[int, torch.Tensor] = {}
+
+    def copy(value: torch.Tensor) -> torch.Tensor:
+        if id(value) not in copies:
+            copies[id(value)] = value.detach().cpu().clone()
+        return copies[id(value)]
+
+    modules = {"model": session.model, "decoder": session.objective.decoder}
+    return {
+        part: {name: copy(value) for name, value in module.state_dict(keep_vars=True).items()}
+        if module is not None
+        else {}
+        for part, module in modules.items()
+    }
 
 
 def finish(
@@ -241,12 +267,17 @@ def finish(
     if rank_and_size()[0] == 0:
         save_checkpoint(
             outputs.model,
-            progress.best_state,
+            progress.best_state["model"],
             session.model,
             progress.best,
             session.data.bank.tokenizer,
             records.text_features,
             records.provenance,
+            decoder_record(
+                session.objective.decoder,
+                progress.best_state["decoder"],
+                session.config.caption_memory,
+            ),
         )
         write_log(outputs.log, progress.rows)
         plot_curves(
@@ -315,7 +346,8 @@ def _caption_decoder(
     model: SupportSetModel, config: TrainConfig, text_model: str | None
 ) -> CaptionDecoder | None:
     """The caption decoder (None without captioning): `training.decoder`'s T5, after
-    checking its vocabulary is the text model's, or the text model's own."""
+    checking its vocabulary is the text model's, or the text model's own; started from the
+    decoder `training.init_from` kept, when it kept one."""
     if config.captioning == "none":
         return None
     if text_model is None:
@@ -324,10 +356,14 @@ def _caption_decoder(
             "vocabulary training.decoder's must match"
         )
     width = memory_width(model, config)
-    if not config.decoder:
-        return load_caption_decoder(text_model, width)
-    check_same_vocabulary(config.decoder, text_model)
-    return load_caption_decoder(config.decoder, width, "training.decoder")
+    if config.decoder:
+        check_same_vocabulary(config.decoder, text_model)
+        decoder = load_caption_decoder(config.decoder, width, "training.decoder")
+    else:
+        decoder = load_caption_decoder(text_model, width)
+    if config.init_from:
+        initialise_decoder(decoder, config.init_from, config.caption_memory)
+    return decoder
 
 
 def _check_clips(data: TrainData, config: TrainConfig) -> None:
@@ -390,6 +426,7 @@ def _train_step(session: Session, batch) -> dict:
     sum_gradients(objective.parameters())
     torch.nn.utils.clip_grad_norm_(objective.parameters(), session.config.grad_clip)
     optimizer.step()
-    contrast, caption = float(losses["contrast"]), float(losses["caption"])
-    weighted = contrast + session.config.caption_weight * caption
-    return {"loss": weighted, "contrast": contrast, "caption": caption}
+    contrast, caption, crops = (float(losses[name]) for name in ("contrast", "caption", "crops"))
+    config = session.config
+    weighted = contrast + config.caption_weight * caption + config.crop_contrast_weight * crops
+    return {"loss": weighted, "contrast": contrast, "caption": caption, "crops": crops}

@@ -29,7 +29,7 @@ from supportset.io import atomic_path
 log = logging.getLogger(__name__)
 
 STATE_FILE = "training_state.pt"
-FORMAT = 2  # layout of the state file; a state of another layout is not resumed
+FORMAT = 3  # layout of the state file (3: the kept decoder); another layout is not resumed
 
 
 @dataclass
@@ -40,7 +40,7 @@ class Progress:
     step: int = 0
     rows: list[dict] = field(default_factory=list)
     best: dict = field(default_factory=lambda: {"rsum": -1.0})
-    best_state: dict | None = None  # model weights of the best epoch
+    best_state: dict | None = None  # {model, decoder} weights of the kept epoch
 
 
 def resume_key(settings: dict, input_files: Iterable[str | Path]) -> str:

@@ -1,0 +1,1 @@
+"""Video captioning: generation with the trained decoder, COCO caption metrics, tables."""
