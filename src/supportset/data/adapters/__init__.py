@@ -33,6 +33,9 @@ class Adapter:
     splits: tuple[str, ...]  # split choices; the first is the default
     files: Callable[[Path, str], list[str]]  # annotation files (relative to root) of a choice
     protocols: Mapping[str, str | None]  # split choice -> published protocol (None: none)
+    # the split choices whose manifests label the videos for the action probe (class =
+    # caption text, caption_id = video_id); () for datasets the probe does not read
+    probe_folds: tuple[str, ...] = ()
 
     def choose_split(self, split: str) -> str:
         """`split`, or the default for "", checked against the choices."""
@@ -53,7 +56,7 @@ EVERY_CAPTION = {"standard": "multi-caption"}
 
 ADAPTERS: dict[str, Adapter] = {
     "demo": Adapter(
-        lambda root, _: demo.read(root), STANDARD, lambda *_: ["annotations.json"], EVERY_CAPTION
+        demo.read, demo.SPLITS, lambda *_: ["annotations.json"], demo.PROTOCOLS, demo.PROBE_FOLDS
     ),
     "manifest": Adapter(
         lambda root, _: manifest_csv.read(root),
@@ -68,6 +71,14 @@ ADAPTERS: dict[str, Adapter] = {
         activitynet.read, activitynet.SPLITS, activitynet.files, activitynet.PROTOCOLS
     ),
     "howto100m": Adapter(howto100m.read, howto100m.SPLITS, howto100m.files, howto100m.PROTOCOLS),
-    "hmdb51": Adapter(actions.read_hmdb, actions.FOLDS, actions.hmdb_files, actions.PROTOCOLS),
-    "ucf101": Adapter(actions.read_ucf, actions.FOLDS, actions.ucf_files, actions.PROTOCOLS),
+    "hmdb51": Adapter(
+        actions.read_hmdb,
+        actions.SPLITS,
+        actions.hmdb_files,
+        actions.PROTOCOLS,
+        actions.PROBE_FOLDS,
+    ),
+    "ucf101": Adapter(
+        actions.read_ucf, actions.SPLITS, actions.ucf_files, actions.PROTOCOLS, actions.PROBE_FOLDS
+    ),
 }
