@@ -14,10 +14,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-## demo: the whole DAG on the generated demo corpus (CPU), then print the table
+## demo: the whole DAG on the generated demo corpus (CPU), then print its tables
 demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
 	@cat results/demo_table3.txt
+	@printf '\nCaptioning (results/demo_captioning.md)\n\n'; cat results/demo_captioning.md
+	@printf '\nAction recognition (results/demo_actions.md)\n\n'; cat results/demo_actions.md
 
 ## report: the demo's tables, curves, browsers and figures in one page (after `make demo`)
 report: $(STAMP)

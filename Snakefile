@@ -22,15 +22,20 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/table.smk"
 include: "workflow/rules/index.smk"
 include: "workflow/rules/browse.smk"
+include: "workflow/rules/caption.smk"
+include: "workflow/rules/probe.smk"
 
 
 onstart:
     check_planned_weights(workflow.dag.needrun_jobs())
 
 
-# The demo table, and for each of its runs the search index and the retrieval browser.
+# The demo table, and for each of its runs the search index and the retrieval browser;
+# the demo's captioning and action-recognition tables.
 rule all:
     input:
         "results/demo_table3.csv",
         table_views("demo_table3"),
+        "results/demo_captioning.csv",
+        "results/demo_actions.csv",
     default_target: True

@@ -75,8 +75,15 @@ def planned_jobs(demo_run: Path, config: dict) -> dict[str, int]:
 
 
 # What follows a new model of each of the demo table's 4 runs: the test split's and the
-# train split's (QB-Norm's query bank) embeddings, the metrics, the index, the browser.
-AFTER_TRAINING = {"train": 4, "export": 8, "evaluate": 4, "index": 4, "browse": 4, "table": 1}
+# train split's (QB-Norm's query bank) embeddings, the metrics, the index, the browser;
+# the captions of the two runs of demo_captioning, and the probes of demo_actions' heads.
+AFTER_TRAINING = {
+    "train": 4, "export": 8, "evaluate": 4, "index": 4, "browse": 4, "table": 1,
+    "caption": 2, "score_captions": 2, "caption_table": 1, "probe_actions": 2,
+    "action_table": 1,
+}  # fmt: skip
+# new features: also the average-pooling probe
+AFTER_EXTRACTION = {**AFTER_TRAINING, "extract_visual": 2, "probe_actions": 3}
 
 
 def test_changed_hyper_parameter_reruns_training_but_not_extraction(demo_run: Path):
@@ -88,7 +95,7 @@ def test_changed_hyper_parameter_reruns_training_but_not_extraction(demo_run: Pa
 def test_changed_feature_setting_reruns_extraction_and_what_follows(demo_run: Path):
     config = small_config()
     config["datasets"]["demo"]["overrides"]["features"]["batch_size"] = 7
-    assert planned_jobs(demo_run, config) == {"all": 1, "extract_visual": 2, **AFTER_TRAINING}
+    assert planned_jobs(demo_run, config) == {"all": 1, **AFTER_EXTRACTION}
 
 
 def test_several_gpus_start_torchrun_with_one_process_each(demo_run: Path):
@@ -183,7 +190,7 @@ def test_changed_weights_rerun_their_dependants_and_are_checked_first(demo_run: 
     """Weights that are not on disk: the run plans extraction again and stops before it."""
     config = small_config()
     config["datasets"]["demo"]["overrides"]["features"]["motion"]["weights"] = "absent.pth"
-    assert planned_jobs(demo_run, config) == {"all": 1, "extract_visual": 2, **AFTER_TRAINING}
+    assert planned_jobs(demo_run, config) == {"all": 1, **AFTER_EXTRACTION}
     before = output_times(demo_run)
     result = snakemake(demo_run, "--configfile", str(demo_run / "changed.yaml"))
     assert result.returncode != 0

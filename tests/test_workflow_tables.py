@@ -15,7 +15,7 @@ from tests.workflow_runs import job_counts, small_config, snakemake
 
 pytestmark = pytest.mark.e2e
 
-DATASETS = ("msrvtt", "vatex", "activitynet", "msvd", "howto100m")
+DATASETS = ("msrvtt", "msrvtt_full", "vatex", "activitynet", "msvd", "howto100m", "ucf101")
 SHARDS = 4  # features.shards of every dataset but the demo
 
 
@@ -30,6 +30,7 @@ def paper_datasets(tmp_path_factory: pytest.TempPathFactory) -> Path:
         root.mkdir(parents=True)
         adapter = ADAPTERS[dataset["adapter"]]
         for file in adapter.files(root, adapter.choose_split(dataset.get("split", ""))):
+            (root / file).parent.mkdir(parents=True, exist_ok=True)
             (root / file).touch()
         dataset["root"] = str(root)
         overrides = dataset.setdefault("overrides", {})
@@ -37,6 +38,15 @@ def paper_datasets(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "shards": SHARDS
         }
         overrides.setdefault("text", {})["model"] = "tiny"
+    hmdb = workdir / "data" / "hmdb51"
+    for fold in (1, 2, 3):  # HMDB-51's split files, found by their names
+        split_file = hmdb / f"testTrainMulti_7030_splits/brush_hair_test_split{fold}.txt"
+        split_file.parent.mkdir(parents=True, exist_ok=True)
+        split_file.touch()
+    config["datasets"]["hmdb51"]["root"] = str(hmdb)
+    config["datasets"]["hmdb51"]["overrides"] = {
+        "features": config["datasets"]["ucf101"]["overrides"]["features"]
+    }
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return workdir
 
@@ -185,3 +195,69 @@ def test_qbnorm_s_query_bank_is_every_split_the_run_trains_on(paper_datasets: Pa
     for split in ("train", "val"):
         assert f"supportset/embeddings/{split}_captions.parquet" in evaluate["input"]
         assert f"supportset/embeddings/{split}_videos.parquet" in evaluate["input"]
+
+
+CAPTIONING_TABLES = ("msrvtt_captioning", "vatex_captioning", "activitynet_captioning")
+
+
+def test_captioning_tables_caption_and_score_each_row_s_run(paper_datasets: Path):
+    """Each captioning table captions its test split with its rows' runs and scores them;
+    MSR-VTT's is the full split (2,990 test videos), trained on its train and val."""
+    result = snakemake(
+        paper_datasets, *(f"results/{name}.csv" for name in CAPTIONING_TABLES), "--dry-run"
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    counts = job_counts(result.stdout)
+    # msrvtt_full, vatex, activitynet and howto100m (the pre-trained ActivityNet row)
+    assert counts == {
+        "prepare": 4, "build_tiny_text_model": 4, "extract_visual": 4 * SHARDS, "embed_text": 4,
+        "train": 5, "caption": 4, "score_captions": 4, "caption_table": 3,
+    }  # fmt: skip
+    captioned = sorted(job["wildcards"] for job in jobs_of(result.stdout, "caption"))
+    assert captioned == [
+        "dataset=activitynet, experiment=pretrained, split=test",
+        "dataset=activitynet, experiment=supportset, split=test",
+        "dataset=msrvtt_full, experiment=supportset, split=test",
+        "dataset=vatex, experiment=supportset, split=test",
+    ]
+    (command,) = [
+        line for line in result.stdout.splitlines() if "prepare --adapter msrvtt " in line
+    ]
+    assert "--split full " in command
+    scored = jobs_of(result.stdout, "score_captions")
+    assert all("results/" in job["input"] and "/manifest/captions.parquet" in job["input"]
+               for job in scored)  # fmt: skip
+    (table,) = [line for line in result.stdout.splitlines() if "caption-table" in line and
+                "activitynet_captioning.csv" in line]  # fmt: skip
+    assert "--reference activitynet_table9" in table
+    assert (
+        "'Ours, HT100M + ActivityNet' results/activitynet/pretrained/caption_metrics_test.json"
+        in table
+    )
+
+
+def test_table_11_probes_three_folds_of_each_dataset_with_both_poolings(paper_datasets: Path):
+    """Features are extracted once over every video of the three folds; each fold is
+    prepared and probed with average pooling and with the HowTo100M model's head."""
+    stdout = dry_run(paper_datasets, "action_table11")
+    assert job_counts(stdout) == {
+        "prepare": 3, "prepare_fold": 6, "extract_visual": 3 * SHARDS,
+        "build_tiny_text_model": 1, "embed_text": 1, "train": 1, "probe_actions": 12,
+        "action_table": 1,
+    }  # fmt: skip
+    probes = sorted(job["wildcards"] for job in jobs_of(stdout, "probe_actions"))
+    assert probes == sorted(
+        f"dataset={dataset}, pooling={pooling}, fold=fold{k}"
+        for dataset in ("hmdb51", "ucf101")
+        for pooling in ("average", "head-howto100m-supportset")
+        for k in (1, 2, 3)
+    )
+    heads = [job for job in jobs_of(stdout, "probe_actions") if "head-" in job["wildcards"]]
+    assert all("results/howto100m/supportset/model.pt" in job["input"] for job in heads)
+    prepared = [line for line in stdout.splitlines() if "supportset prepare --adapter" in line]
+    assert sum("--split all " in line for line in prepared) == 2
+    assert {job["wildcards"] for job in jobs_of(stdout, "train")} == {
+        "dataset=howto100m, experiment=supportset"
+    }
+    ucf = [line for line in stdout.splitlines() if " probe --videos results/ucf101" in line]
+    assert len(ucf) == 6 and all('"epochs": 500' in line for line in ucf)

@@ -596,6 +596,145 @@ def browse(args: argparse.Namespace) -> None:
     write_retrievals_figure(args.out_retrievals, sources, settings.retrieval_queries)
 
 
+def _caption_args(p: argparse.ArgumentParser) -> None:
+    _features_args(p)
+    p.add_argument("--model", required=True, help="model.pt, trained with captioning")
+    p.add_argument("--text-model", required=True, help="T5 folder or name (its tokenizer)")
+    p.add_argument("--split", required=True)
+    p.add_argument("--max-video-seconds", type=float, required=True)
+    p.add_argument("--max-tokens", type=int, required=True, help="text.max_tokens of the data")
+    p.add_argument("--settings", default="{}", help="JSON of the captioning section")
+    p.add_argument("--out", required=True, help="captions_{split}.parquet")
+
+
+def caption(args: argparse.Namespace) -> None:
+    """Caption every video of a split with the model's T5 decoder (greedy or beam search)."""
+    from supportset.captioning.generate import (
+        CaptionConfig,
+        caption_metadata,
+        caption_split,
+        write_captions,
+    )
+    from supportset.features.bank import FeatureBank
+    from supportset.model.checkpoint import read_checkpoint
+    from supportset.settings import from_json
+
+    config = from_json(CaptionConfig, args.settings)
+    checkpoint = read_checkpoint(args.model, "model file")
+    bank = FeatureBank.load(args.visual, args.text, args.cache_mb)
+    split = bank.split(args.videos, args.captions, args.split)
+    captions = caption_split(
+        args.model,
+        checkpoint,
+        args.text_model,
+        bank,
+        split,
+        args.max_video_seconds,
+        config,
+        args.max_tokens,
+    )
+    metadata = caption_metadata(config, args.max_tokens, args.model, checkpoint)
+    write_captions(args.out, split.video_ids, captions, metadata)
+    for video_id, text in list(zip(split.video_ids, captions, strict=True))[:5]:
+        log.info("%s: %s", video_id, text)
+
+
+def _score_captions_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--generated", required=True, help="captions_{split}.parquet")
+    p.add_argument("--captions", required=True, help="captions.parquet manifest (references)")
+    p.add_argument("--out", required=True, help="caption_metrics_{split}.json")
+
+
+def score_captions(args: argparse.Namespace) -> None:
+    """Score generated captions against all references of their videos (BLEU-4, METEOR,
+    ROUGE-L, CIDEr, by pycocoevalcap; needs Java)."""
+    from supportset.captioning.references import read_generated, references_of
+    from supportset.captioning.scores import caption_scores
+    from supportset.io import atomic_path
+
+    generated = read_generated(args.generated)
+    scores = caption_scores(generated, references_of(args.captions, list(generated)))
+    result = {**scores, "n_videos": len(generated), "generated": str(args.generated)}
+    with atomic_path(args.out) as temporary:
+        temporary.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    log.info("%s", ", ".join(f"{name} {value:.1f}" for name, value in scores.items()))
+
+
+def _caption_table_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--row",
+        nargs=2,
+        action="append",
+        metavar=("LABEL", "METRICS_JSON"),
+        required=True,
+        help="a row of this run: its label and its caption metrics file",
+    )
+    p.add_argument("--reference", default="", help="paper table beside (e.g. msrvtt_table7)")
+    p.add_argument("--out", required=True, help="table .csv (a .md is written beside it)")
+
+
+def caption_table(args: argparse.Namespace) -> None:
+    """Write a captioning table: the paper's rows, then this run's."""
+    from supportset.captioning.table import write_caption_table
+
+    write_caption_table(args.out, [tuple(row) for row in args.row], args.reference or None)
+    print(Path(args.out).with_suffix(".md").read_text(encoding="utf-8"), end="")
+
+
+def _probe_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--videos", required=True, help="the fold's videos.parquet (folds/{fold}/)")
+    p.add_argument("--captions", required=True, help="the fold's captions.parquet (classes)")
+    p.add_argument("--visual", nargs="+", required=True, help="visual shards of the dataset")
+    p.add_argument(
+        "--model", default=None, help="model.pt whose video head pools (default: average)"
+    )
+    p.add_argument("--settings", default="{}", help="JSON of the probe section")
+    p.add_argument("--out", required=True, help="probe/{pooling}/{fold}.json")
+
+
+def probe(args: argparse.Namespace) -> None:
+    """Train a linear classifier of the fold's classes on pooled video features, keeping the
+    epoch best on the fold's val part; write its test top-1 (action recognition)."""
+    from supportset.actions.probe import ProbeConfig, probe_fold, write_probe_json
+    from supportset.settings import from_json
+    from supportset.torch_utils import pick_device
+
+    config = from_json(ProbeConfig, args.settings)
+    result = probe_fold(args.videos, args.captions, args.visual, args.model, config, pick_device())
+    write_probe_json(result, args.out)
+
+
+def _action_table_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cell",
+        nargs="+",
+        action="append",
+        metavar="ROW COLUMN RESULT_JSON",
+        required=True,
+        help="a row's label, a dataset's column label and the probe results of its folds",
+    )
+    p.add_argument("--reference", default="", help="paper table (action_table11: its notes)")
+    p.add_argument("--out", required=True, help="table .csv (a .md is written beside it)")
+
+
+def action_table(args: argparse.Namespace) -> None:
+    """Write an action-recognition table: mean top-1 over folds per row and dataset, and
+    the chance level."""
+    from supportset.actions.table import ACTION_NOTES, action_table, write_action_table
+
+    rows: dict[str, dict[str, list[dict]]] = {}
+    for cell in args.cell:
+        if len(cell) < 3:
+            raise ValueError(f"--cell needs a row, a column and result files: {cell}")
+        label, column, *paths = cell
+        results = [json.loads(Path(path).read_text(encoding="utf-8")) for path in paths]
+        rows.setdefault(label, {})[column] = results
+    table = action_table(list(rows.items()))
+    out = Path(args.out)
+    write_action_table(table, out, out.with_suffix(".md"), ACTION_NOTES.get(args.reference, ""))
+    print(out.with_suffix(".md").read_text(encoding="utf-8"), end="")
+
+
 COMMANDS: list[tuple[str, Callable, Callable]] = [
     ("corpus", _corpus_args, corpus),
     ("prepare", _prepare_args, prepare),
@@ -610,6 +749,11 @@ COMMANDS: list[tuple[str, Callable, Callable]] = [
     ("table", _table_args, table),
     ("frames", _frames_args, frames),
     ("browse", _browse_args, browse),
+    ("caption", _caption_args, caption),
+    ("score-captions", _score_captions_args, score_captions),
+    ("caption-table", _caption_table_args, caption_table),
+    ("probe", _probe_args, probe),
+    ("action-table", _action_table_args, action_table),
 ]
 
 if __name__ == "__main__":

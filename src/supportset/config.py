@@ -83,6 +83,7 @@ def check_cross_references(config: dict, schema: dict) -> None:
         _check_model_from(name, experiment)
     _check_training_combinations(config)
     _check_text_sets(config)
+    _check_task_tables(config)
     for name, table in config.get("tables", {}).items():
         paper_recall_at = PAPER_RECALL_AT.get(table.get("reference", ""), table.get("recall_at"))
         if table.get("reference") and paper_recall_at != table.get("recall_at", 10):
@@ -124,6 +125,65 @@ def _table_datasets(name: str, table: dict) -> list[tuple[str, str]]:
         if isinstance(spec, dict) and "dataset" in spec:
             pairs.append((f"tables.{name}.rows.{label}.dataset", spec["dataset"]))
     return pairs
+
+
+def _check_task_tables(config: dict) -> None:
+    """Captioning and action tables name known datasets and experiments, a head pooling
+    names its run, an action dataset has probe folds, and no two tables share a name
+    (each is results/{name}.csv)."""
+    datasets, experiments = config.get("datasets", {}), config.get("experiments", {})
+    seen = set(config.get("tables", {}))
+    for section in ("captioning_tables", "action_tables"):
+        for name in config.get(section, {}):
+            if name in seen:
+                raise ConfigError(
+                    f"config key '{section}.{name}': another table is named '{name}' too "
+                    f"(both would be results/{name}.csv)"
+                )
+            seen.add(name)
+    for name, table in config.get("captioning_tables", {}).items():
+        _known(datasets, table["dataset"], f"captioning_tables.{name}.dataset", "dataset")
+        for label, experiment in table["rows"].items():
+            key = f"captioning_tables.{name}.rows.{label}"
+            _known(experiments, experiment, key, "experiment")
+            training = section_settings(config, "training", table["dataset"], experiment)
+            if not experiments[experiment].get("model_from") and training["captioning"] == "none":
+                raise ConfigError(
+                    f"config key '{key}': experiment '{experiment}' trains no caption decoder "
+                    "(training.captioning 'none'), so it cannot caption"
+                )
+    for name, table in config.get("action_tables", {}).items():
+        for column, dataset in table["datasets"].items():
+            key = f"action_tables.{name}.datasets.{column}"
+            _known(datasets, dataset, key, "dataset")
+            adapter = ADAPTERS[datasets[dataset]["adapter"]]
+            if not adapter.probe_folds:
+                raise ConfigError(
+                    f"config key '{key}': adapter {datasets[dataset]['adapter']} labels no "
+                    "videos with classes (no probe folds); use hmdb51, ucf101 or demo"
+                )
+            split = adapter.choose_split(datasets[dataset].get("split", ""))
+            if "all" in adapter.splits and split != "all":
+                raise ConfigError(
+                    f"config key 'datasets.{dataset}.split': '{split}' extracts the features "
+                    f"of one fold only, but {key} probes all of {', '.join(adapter.probe_folds)}"
+                    ": use 'all' (every video of the folds)"
+                )
+        for label, row in table["rows"].items():
+            key = f"action_tables.{name}.rows.{label}"
+            if row["pooling"] == "head" and not row.get("experiment"):
+                raise ConfigError(f"config key '{key}.experiment': pooling head needs the run")
+            if row["pooling"] == "average" and (row.get("experiment") or row.get("dataset")):
+                raise ConfigError(f"config key '{key}': average pooling uses no model")
+            if row["pooling"] == "head":
+                _known(experiments, row["experiment"], f"{key}.experiment", "experiment")
+                if row.get("dataset"):
+                    _known(datasets, row["dataset"], f"{key}.dataset", "dataset")
+
+
+def _known(names: Mapping[str, Any], name: str, key: str, kind: str) -> None:
+    if name not in names:
+        raise ConfigError(f"config key '{key}': unknown {kind} '{name}'")
 
 
 def _check_model_from(name: str, experiment: dict) -> None:

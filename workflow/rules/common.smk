@@ -4,6 +4,7 @@ import re
 import shlex
 from pathlib import Path
 
+from supportset.captioning.scores import JavaMissingError, check_java
 from supportset.config import (
     check_cross_references,
     load_schema,
@@ -26,6 +27,8 @@ check_cross_references(config, load_schema(workflow.source_path("../schemas/conf
 
 # A table's name, one of config's tables (its sidecar results/{name}.runs.csv is not one).
 TABLE_NAMES = "|".join(map(re.escape, config["tables"])) or "(?!)"
+CAPTION_TABLE_NAMES = "|".join(map(re.escape, config["captioning_tables"])) or "(?!)"
+ACTION_TABLE_NAMES = "|".join(map(re.escape, config["action_tables"])) or "(?!)"
 
 
 wildcard_constraints:
@@ -35,6 +38,8 @@ wildcard_constraints:
     split="train|val|test",
     shard="[0-9]{5}",
     name="[A-Za-z0-9][A-Za-z0-9_-]*",
+    fold="fold[1-3]|events",
+    pooling="average|head-[a-z][a-z0-9_]*-[A-Za-z0-9][A-Za-z0-9_.=+-]*",
 
 
 def settings(section, dataset, experiment=None):
@@ -50,7 +55,13 @@ def check_planned_weights(jobs):
     """Stop before the first job when a planned job needs weights that are not available
     offline. Runs from `onstart`, once the jobs to run are known: an error raised while the
     DAG is built would be swallowed by Snakemake for jobs whose outputs exist, which would
-    silently keep results made with the old settings."""
+    silently keep results made with the old settings. Scoring captions needs Java."""
+    jobs = list(jobs)
+    if any(job.rule.name == "score_captions" for job in jobs):
+        try:
+            check_java()
+        except JavaMissingError as error:
+            raise WorkflowError(str(error)) from error
     checked = set()
     for job in jobs:
         if job.rule.name not in WEIGHTED_RULES:
@@ -293,3 +304,98 @@ def table_views(name):
         for run in row.runs
         for view in (f"index/{split}.faiss", f"browser_{split}.html")
     ]
+
+
+def caption_table_runs(name):
+    """(label, caption metrics file) of every row of captioning table `name`."""
+    table = config["captioning_tables"][name]
+    return [
+        (label, f"results/{table['dataset']}/{experiment}/caption_metrics_{table['split']}.json")
+        for label, experiment in table["rows"].items()
+    ]
+
+
+def caption_table_metrics(wildcards):
+    return [path for _, path in caption_table_runs(wildcards.name)]
+
+
+def caption_table_rows(wildcards):
+    """`--row LABEL METRICS` for every row, shell-quoted."""
+    return " ".join(
+        f"--row {shlex.quote(label)} {shlex.quote(path)}"
+        for label, path in caption_table_runs(wildcards.name)
+    )
+
+
+def probe_folds(dataset):
+    """The split choices of the dataset's adapter that label videos for the action probe."""
+    return ADAPTERS[config["datasets"][dataset]["adapter"]].probe_folds
+
+
+def pooling_name(row, dataset):
+    """The probe's pooling wildcard of an action table row on `dataset`: average, or
+    head-{dataset of the model}-{experiment}."""
+    if row["pooling"] == "average":
+        return "average"
+    return f"head-{row.get('dataset') or dataset}-{row['experiment']}"
+
+
+def action_table_cells(name):
+    """(row label, column label, probe results of every fold) of action table `name`."""
+    table = config["action_tables"][name]
+    return [
+        (
+            label,
+            column,
+            [
+                f"results/{dataset}/probe/{pooling_name(row, dataset)}/{fold}.json"
+                for fold in probe_folds(dataset)
+            ],
+        )
+        for label, row in table["rows"].items()
+        for column, dataset in table["datasets"].items()
+    ]
+
+
+def action_table_inputs(wildcards):
+    return [path for *_, paths in action_table_cells(wildcards.name) for path in paths]
+
+
+def action_table_options(wildcards):
+    """`--cell ROW COLUMN RESULT...` for every row and column, shell-quoted."""
+    return " ".join(
+        " ".join(["--cell", shlex.quote(label), shlex.quote(column), *map(shlex.quote, paths)])
+        for label, column, paths in action_table_cells(wildcards.name)
+    )
+
+
+def probe_model_input(wildcards):
+    """The model.pt whose video head pools (pooling head-{dataset}-{experiment}): the
+    experiment's own, or its model_from."""
+    if wildcards.pooling == "average":
+        return {}
+    dataset, experiment = wildcards.pooling[len("head-") :].split("-", 1)
+    model_from = settings_of_experiment(experiment).get("model_from")
+    return {"model": model_from or f"results/{dataset}/{experiment}/model.pt"}
+
+
+def probe_model_option(wildcards, input):
+    return f"--model {input.model}" if hasattr(input, "model") else ""
+
+
+def prepare_fold_inputs(wildcards):
+    """Annotation files the adapter reads for one probe fold."""
+    root = dataset_root(wildcards.dataset)
+    adapter = ADAPTERS[config["datasets"][wildcards.dataset]["adapter"]]
+    return [f"{root}/{name}" for name in adapter.files(Path(root), wildcards.fold)]
+
+
+def task_reference_option(section):
+    """A params function: `--reference NAME` for a table of `section` (captioning_tables,
+    action_tables) with a paper reference; nothing for one without."""
+
+    def option(wildcards):
+        reference = config[section][wildcards.name]["reference"]
+        return f"--reference {shlex.quote(reference)}" if reference else ""
+
+    return option
