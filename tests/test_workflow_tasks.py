@@ -45,10 +45,12 @@ def test_demo_captioning_scores_each_run_s_captions_of_the_test_videos(demo_run:
         assert {name: float(row[name]) for name in METRICS} == {
             name: round(metrics[name], 1) for name in METRICS
         }
-        references = references_of(results / "manifest/captions.parquet", list(generated))
-        assert caption_scores(generated, references) == pytest.approx(
-            {name: metrics[name] for name in METRICS}
-        )  # the table's numbers are the COCO tools' on the written captions
+    # the table's numbers are the COCO tools' on the written captions (Java starts in ~5 s:
+    # checked on the last run)
+    references = references_of(results / "manifest/captions.parquet", list(generated))
+    assert caption_scores(generated, references) == pytest.approx(
+        {name: metrics[name] for name in METRICS}
+    )
     metadata = pq.read_schema(results / "supportset/captions_test.parquet").metadata
     settings = json.loads(metadata[b"supportset"])["settings"]
     assert settings["beam_size"] == 5 and settings["max_tokens"] == 32  # text.max_tokens

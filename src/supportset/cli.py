@@ -186,7 +186,8 @@ def _features_args(p: argparse.ArgumentParser) -> None:
         "--cache-mb",
         type=int,
         default=1024,
-        help="MB of decoded Parquet row groups each process keeps (features are read on demand)",
+        help="MB of decoded Parquet row groups each process keeps (features are read on "
+        "demand); as much again for crop features when training reads them",
     )
 
 
@@ -218,6 +219,8 @@ def train(args: argparse.Namespace) -> None:
     start_from_environment()
     config = from_json(TrainConfig, args.training_settings)
     bank = FeatureBank.load(args.visual, args.text, args.cache_mb)
+    if config.reads_crops:  # K times the features' width: a cache of their own
+        bank = bank.with_crops(args.cache_mb)
     has_val = any(video["split"] == "val" for video in read_videos(args.videos))
     validation = has_val and "val" not in config.train_splits
     data = TrainData(
