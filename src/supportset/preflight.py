@@ -1,6 +1,7 @@
 """Checks the workflow runs once it knows which jobs it will run, before the first starts:
-named weights that a planned job needs and that are not available offline stop the run
-there, with a message that says how to provide them.
+named weights that a planned job needs and that are not available offline, or a program
+it runs that is missing (Java, for scoring captions), stop the run there, with a message
+that says how to provide them.
 
 Jobs whose outputs are up to date need no weights, so a finished run can be rescored or
 re-tabled without them; a changed feature, text or model setting plans the jobs it affects
@@ -9,12 +10,13 @@ again, and their weights are checked then.
 
 from __future__ import annotations
 
+from supportset.captioning.scores import check_java
 from supportset.features.text import TextModelError, TextSettings, check_model_available
 from supportset.features.visual import VisualSettings, check_weights
 from supportset.model.decoder import check_decoder_available, check_same_vocabulary
 from supportset.settings import from_mapping
 
-WEIGHTED_RULES = ("extract_visual", "embed_text", "train")
+CHECKED_RULES = ("extract_visual", "embed_text", "train", "score_captions")  # see check_job_weights
 
 
 def check_visual_weights(features: dict) -> None:
@@ -34,7 +36,10 @@ def check_job_weights(
 ) -> None:
     """Raise for the weights a job of `rule` loads: extraction the backbones, text embedding
     the T5, training the T5 when it captions (the decoder) or fine-tunes the encoder, and
-    the T5 of `training.decoder` when that is set and training captions."""
+    the T5 of `training.decoder` when that is set and training captions; scoring
+    captions a Java runtime (JavaMissingError)."""
+    if rule == "score_captions":
+        check_java()
     if rule == "extract_visual":
         check_visual_weights(features)
     elif rule == "embed_text" or (rule == "train" and _loads_t5(model, training)):

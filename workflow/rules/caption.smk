@@ -66,7 +66,7 @@ rule caption_table:
         markdown="results/{name}.md",
     params:
         rows=caption_table_rows,
-        reference=task_reference_option("captioning_tables"),
+        reference=reference_option("captioning_tables"),
     log:
         "results/logs/caption_table/{name}.log",
     benchmark:

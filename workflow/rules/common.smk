@@ -4,7 +4,6 @@ import re
 import shlex
 from pathlib import Path
 
-from supportset.captioning.scores import JavaMissingError, check_java
 from supportset.config import (
     check_cross_references,
     load_schema,
@@ -14,7 +13,7 @@ from supportset.config import (
 )
 from supportset.data.adapters import ADAPTERS
 from supportset.features.store import SHARD_FORMAT
-from supportset.preflight import WEIGHTED_RULES, check_job_weights
+from supportset.preflight import CHECKED_RULES, check_job_weights
 from supportset.table_plan import plan_table
 
 # One shard format per run (file names depend on it); datasets cannot override it.
@@ -55,16 +54,11 @@ def check_planned_weights(jobs):
     """Stop before the first job when a planned job needs weights that are not available
     offline. Runs from `onstart`, once the jobs to run are known: an error raised while the
     DAG is built would be swallowed by Snakemake for jobs whose outputs exist, which would
-    silently keep results made with the old settings. Scoring captions needs Java."""
-    jobs = list(jobs)
-    if any(job.rule.name == "score_captions" for job in jobs):
-        try:
-            check_java()
-        except JavaMissingError as error:
-            raise WorkflowError(str(error)) from error
+    silently keep results made with the old settings. Scoring captions checks for Java
+    the same way."""
     checked = set()
     for job in jobs:
-        if job.rule.name not in WEIGHTED_RULES:
+        if job.rule.name not in CHECKED_RULES:
             continue
         dataset, experiment = job.wildcards.get("dataset"), job.wildcards.get("experiment")
         textset = job.wildcards.get("textset")
@@ -122,12 +116,16 @@ def dataset_split(dataset):
     return adapter.choose_split(config["datasets"][dataset]["split"])
 
 
-def prepare_inputs(wildcards):
-    """Annotation files the dataset's adapter reads."""
-    root = dataset_root(wildcards.dataset)
-    adapter = ADAPTERS[config["datasets"][wildcards.dataset]["adapter"]]
-    split = dataset_split(wildcards.dataset)
+def annotation_files(dataset, split):
+    """Annotation files the dataset's adapter reads for split choice `split`."""
+    root = dataset_root(dataset)
+    adapter = ADAPTERS[config["datasets"][dataset]["adapter"]]
     return [f"{root}/{name}" for name in adapter.files(Path(root), split)]
+
+
+def prepare_inputs(wildcards):
+    """Annotation files the dataset's adapter reads for its split."""
+    return annotation_files(wildcards.dataset, dataset_split(wildcards.dataset))
 
 
 def shard_names(count):
@@ -231,10 +229,16 @@ def table_row_options(wildcards):
     )
 
 
-def reference_option(wildcards):
-    """`--reference NAME` for a table with a paper reference; nothing for one without."""
-    reference = config["tables"][wildcards.name]["reference"]
-    return f"--reference {shlex.quote(reference)}" if reference else ""
+def reference_option(section):
+    """A params function: `--reference NAME` for a table of config section `section`
+    (tables, captioning_tables, action_tables) with a paper reference; nothing for one
+    without."""
+
+    def option(wildcards):
+        reference = config[section][wildcards.name]["reference"]
+        return f"--reference {shlex.quote(reference)}" if reference else ""
+
+    return option
 
 
 def training_launcher(wildcards, resources):
@@ -385,17 +389,5 @@ def probe_model_option(wildcards, input):
 
 def prepare_fold_inputs(wildcards):
     """Annotation files the adapter reads for one probe fold."""
-    root = dataset_root(wildcards.dataset)
-    adapter = ADAPTERS[config["datasets"][wildcards.dataset]["adapter"]]
-    return [f"{root}/{name}" for name in adapter.files(Path(root), wildcards.fold)]
+    return annotation_files(wildcards.dataset, wildcards.fold)
 
-
-def task_reference_option(section):
-    """A params function: `--reference NAME` for a table of `section` (captioning_tables,
-    action_tables) with a paper reference; nothing for one without."""
-
-    def option(wildcards):
-        reference = config[section][wildcards.name]["reference"]
-        return f"--reference {shlex.quote(reference)}" if reference else ""
-
-    return option

@@ -66,7 +66,7 @@ rule action_table:
         markdown="results/{name}.md",
     params:
         cells=action_table_options,
-        reference=task_reference_option("action_tables"),
+        reference=reference_option("action_tables"),
     log:
         "results/logs/action_table/{name}.log",
     benchmark:

@@ -21,7 +21,7 @@ rule table:
         text="results/{name}.txt",
     params:
         rows=table_row_options,
-        reference=reference_option,
+        reference=reference_option("tables"),
         postprocess=postprocess_option,
         recall_at=lambda wildcards: config["tables"][wildcards.name]["recall_at"],
     log:

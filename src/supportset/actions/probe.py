@@ -23,6 +23,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ from supportset.data.manifest import SPLITS, read_captions, read_videos
 from supportset.features.bank import FeatureBank, pad_batch
 from supportset.io import atomic_path
 from supportset.model.checkpoint import load_model
-from supportset.model.inference import EVAL_BATCH
+from supportset.model.inference import embed_sequences
 from supportset.model.retrieval_model import SupportSetModel
 
 log = logging.getLogger(__name__)
@@ -106,15 +107,11 @@ def head_pool(
     device: torch.device,
 ) -> np.ndarray:
     """(N, d) float32: c_v of the frozen `model` in eval mode (unit vectors) for each video
-    of `ids`, from its first `steps` features (T_i, D_v), EVAL_BATCH videos at a time, as
-    `model.inference.embed_split` embeds them."""
+    of `ids`, from its first `steps` features (T_i, D_v), embedded as
+    `model.inference.embed_split` embeds a split's videos."""
     model.eval()
-    pooled = []
-    for start in range(0, len(ids), EVAL_BATCH):
-        chunk = [sequences[video_id][:steps].copy() for video_id in ids[start : start + EVAL_BATCH]]
-        batch, valid = pad_batch(chunk, steps)  # (B, T, D_v), (B, T)
-        pooled.append(model.embed_videos(batch.to(device), valid.to(device)).float().cpu())
-    return torch.cat(pooled).numpy()
+    pad = partial(pad_batch, max_len=steps)
+    return embed_sequences(model.embed_videos, sequences, list(ids), pad, device, steps)
 
 
 def encode_labels(names: Mapping[str, Sequence[str]]) -> tuple[list[str], dict[str, np.ndarray]]:
@@ -156,7 +153,7 @@ def train_probe(data: ProbeData, config: ProbeConfig, device: torch.device) -> P
         lr = optimizer.param_groups[0]["lr"]
         loss = _train_epoch(classifier, optimizer, x[TRAIN], y[TRAIN], config.batch_size, order)
         schedule.step()
-        val_top1, val_loss = top1(classifier, x[VAL], y[VAL]), _loss(classifier, x[VAL], y[VAL])
+        val_top1, val_loss = _top1_and_loss(classifier, x[VAL], y[VAL])
         history.append(
             {"epoch": epoch, "lr": lr, "loss": loss, "val_top1": val_top1, "val_loss": val_loss}
         )
@@ -170,16 +167,23 @@ def train_probe(data: ProbeData, config: ProbeConfig, device: torch.device) -> P
 
 
 @torch.no_grad()
-def _loss(classifier: nn.Module, features: torch.Tensor, labels: torch.Tensor) -> float:
-    """Mean cross-entropy of (N, D) `features` against their labels (N,)."""
-    return functional.cross_entropy(classifier(features), labels).item()
+def _top1_and_loss(
+    classifier: nn.Module, features: torch.Tensor, labels: torch.Tensor
+) -> tuple[float, float]:
+    """Top-1 (percent) and mean cross-entropy of (N, D) `features` against their labels
+    (N,), from one forward pass."""
+    logits = classifier(features)
+    return _percent_right(logits, labels), functional.cross_entropy(logits, labels).item()
 
 
 @torch.no_grad()
 def top1(classifier: nn.Module, features: torch.Tensor, labels: torch.Tensor) -> float:
     """Percent of the (N, D) `features` whose highest logit is their label (N,)."""
-    predictions = classifier(features).argmax(dim=1)
-    return 100.0 * (predictions == labels).double().mean().item()
+    return _percent_right(classifier(features), labels)
+
+
+def _percent_right(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return 100.0 * (logits.argmax(dim=1) == labels).double().mean().item()
 
 
 def _classifier(dim: int, classes: int, seed: int) -> nn.Linear:

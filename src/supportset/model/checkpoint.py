@@ -74,12 +74,13 @@ def save_checkpoint(
         torch.save(checkpoint, temporary)
 
 
-def read_checkpoint(path: str | Path, what: str) -> dict:
-    """The contents of a model.pt written by `save_checkpoint`, read with weights_only; any
-    other file is a ValueError whose one sentence names `what` (the setting or argument
-    that pointed at it) and the path."""
+def read_checkpoint(path: str | Path, what: str, mmap: bool = False) -> dict:
+    """The contents of a model.pt written by `save_checkpoint`, read with weights_only
+    (`mmap`: memory-mapped, so only the tensors used are read); any other file is a
+    ValueError whose one sentence names `what` (the setting or argument that pointed at
+    it) and the path."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except OSError as error:
         raise ValueError(f"{what} {path} cannot be read: {error.strerror}") from None
     except Exception as error:  # truncated, not a torch file, or objects besides tensors
@@ -180,10 +181,11 @@ def initialise_from(
 def initialise_decoder(decoder: CaptionDecoder, path: str | Path, memory: str) -> None:
     """Start the caption decoder from the one a checkpoint kept (training.init_from: the
     whole pre-trained model is fine-tuned, appendix 6.2); a checkpoint without one (trained
-    without captioning, or by an older version) leaves the T5's, and says so. A decoder of
+    without captioning, or by an older version) leaves the T5's, and says so. The file is
+    memory-mapped: `initialise_from` has read the heads from it already. A decoder of
     another shape (T5, memory width) or reading another memory (`memory`: this run's
     training.caption_memory) is a ValueError."""
-    record = read_checkpoint(path, "training.init_from").get("decoder")
+    record = read_checkpoint(path, "training.init_from", mmap=True).get("decoder")
     if record is None:
         log.info("training.init_from %s keeps no caption decoder: it starts from the T5", path)
         return

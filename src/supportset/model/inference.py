@@ -28,15 +28,17 @@ def embed_split(
     model.eval()
     steps = bank.steps(max_video_seconds)
     pad_videos = partial(pad_batch, max_len=steps)
-    videos = _embed(model.embed_videos, bank.videos, split.video_ids, pad_videos, device, steps)
+    videos = embed_sequences(
+        model.embed_videos, bank.videos, split.video_ids, pad_videos, device, steps
+    )
     if model.t5_encoder is None:
         texts, pad = bank.texts, partial(pad_batch, max_len=NO_TRUNCATION)
     else:
         texts, pad = bank.token_ids, pad_token_ids
-    return videos, _embed(model.embed_texts, texts, split.caption_ids, pad, device)
+    return videos, embed_sequences(model.embed_texts, texts, split.caption_ids, pad, device)
 
 
-def _embed(
+def embed_sequences(
     embed,
     sequences: Mapping[str, np.ndarray],
     ids: list[str],
@@ -45,7 +47,8 @@ def _embed(
     keep_steps: int | None = None,
 ) -> np.ndarray:
     """`embed` over the sequences of `ids`, read EVAL_BATCH at a time (only their first
-    `keep_steps` are kept while the batch waits) and padded by `pad`."""
+    `keep_steps` are kept while the batch waits) and padded by `pad`: float32 (N, d), in
+    the order of `ids`. The caller sets eval and inference mode."""
     outputs = []
     for start in range(0, len(ids), EVAL_BATCH):
         batch, valid = pad(
