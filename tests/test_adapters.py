@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from supportset.data.adapters import ADAPTERS, actions, activitynet, howto100m, msrvtt, msvd, vatex
@@ -341,6 +342,13 @@ def test_activitynet_paragraphs_and_split_sizes(tmp_path: Path) -> None:
 # HowTo100M ------------------------------------------------------------------------------
 
 
+def howto100m_rows(root: Path) -> tuple[list[dict], list[dict]]:
+    """The videos and the streamed caption rows of every video of a HowTo100M folder."""
+    videos, stream = howto100m.read(root, "caption")
+    split_of = {video["video_id"]: video["split"] for video in videos}
+    return videos, pa.Table.from_batches(stream.batches(split_of)).to_pylist()
+
+
 def test_howto100m_segments_become_timed_captions(tmp_path: Path, caplog) -> None:
     columns = ["video_id", "category_1", "category_2", "rank", "task_id"]
     write_csv(tmp_path / "HowTo100M_v1.csv", columns,
@@ -352,7 +360,7 @@ def test_howto100m_segments_become_timed_captions(tmp_path: Path, caplog) -> Non
     }  # fmt: skip
     segments["unlisted"] = {"start": [0.0], "end": [1.0], "text": ["x"]}
     (tmp_path / "caption.json").write_text(json.dumps(segments))
-    videos, captions = howto100m.read(tmp_path, "caption")
+    videos, captions = howto100m_rows(tmp_path)
     assert split_counts(videos) == {"train": 198, "val": 2}
     assert len(captions) == 400  # the blank segment is not a caption
     first = [c for c in captions if c["video_id"] == "yt0"]
@@ -363,11 +371,11 @@ def test_howto100m_segments_become_timed_captions(tmp_path: Path, caplog) -> Non
     segments["yt3"]["end"][0] = 1.0
     (tmp_path / "caption.json").write_text(json.dumps(segments))
     with pytest.raises(ManifestError, match=r"video 'yt3' segment .* runs from 5\.0 to 1\.0 s"):
-        howto100m.read(tmp_path, "caption")
+        howto100m_rows(tmp_path)
     segments["yt3"]["end"][0], segments["yt3"]["start"][0] = 9.0, None
     (tmp_path / "caption.json").write_text(json.dumps(segments))
     with pytest.raises(ManifestError, match=r"video 'yt3' lacks parallel start/end/text"):
-        howto100m.read(tmp_path, "caption")
+        howto100m_rows(tmp_path)
 
 
 # HMDB-51 and UCF-101 --------------------------------------------------------------------

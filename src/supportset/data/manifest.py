@@ -4,13 +4,18 @@
 `captions.parquet`: caption_id (unique), video_id, text, split (its video's), start and end
 (seconds into the video of the segment the caption describes; null for a caption of the
 whole video). Every adapter produces exactly these two tables; nothing downstream knows the
-dataset.
+dataset. Adapters hand over captions as rows, or, where they are too many to hold as Python
+objects (HowTo100M's 136M), as a CaptionStream of Arrow record batches that `prepare` writes
+through `caption_writer` as they come.
 """
 
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -38,6 +43,18 @@ SPLITS = ("train", "val", "test")  # the splits the later stages read
 
 class ManifestError(ValueError):
     """Annotations that cannot become a manifest; the message names the offending ids."""
+
+
+class CaptionStream(ABC):
+    """An adapter's captions read on demand, in the order of its annotation file: record
+    batches of CAPTIONS_SCHEMA rows, each of a bounded number of rows."""
+
+    @abstractmethod
+    def batches(self, split_of: Mapping[str, str]) -> Iterator[pa.RecordBatch]:
+        """The captions of the videos in `split_of` (video_id -> split, which their captions
+        take); captions of other videos are left out. Unique caption ids, a video's captions
+        together and in time order. Errors in the annotations raise ManifestError as they
+        are met, so a consumer must not keep what it wrote before."""
 
 
 def safe_video_path(root: Path, relative: str) -> Path:
@@ -78,14 +95,30 @@ def write_manifest(videos: list[dict], captions: list[dict], out_dir: str | Path
 
 def write_tables(videos: list[dict], captions: list[dict], out_dir: str | Path) -> None:
     """Write rows that `check_manifest` passed as videos.parquet and captions.parquet."""
-    out_dir = Path(out_dir)
-    for name, rows, schema in (
-        ("videos.parquet", videos, VIDEOS_SCHEMA),
-        ("captions.parquet", captions, CAPTIONS_SCHEMA),
+    write_videos(videos, out_dir)
+    _write_rows(captions, CAPTIONS_SCHEMA, Path(out_dir) / "captions.parquet")
+
+
+def write_videos(videos: list[dict], out_dir: str | Path) -> None:
+    """Write checked video rows as `out_dir`/videos.parquet, atomically."""
+    _write_rows(videos, VIDEOS_SCHEMA, Path(out_dir) / "videos.parquet")
+
+
+@contextmanager
+def caption_writer(out_dir: str | Path) -> Iterator[pq.ParquetWriter]:
+    """A writer of CAPTIONS_SCHEMA record batches (one row group each) into
+    `out_dir`/captions.parquet, which appears, complete, only if the block succeeds."""
+    with (
+        atomic_path(Path(out_dir) / "captions.parquet") as temporary,
+        pq.ParquetWriter(temporary, CAPTIONS_SCHEMA) as writer,
     ):
-        table = pa.Table.from_pylist(rows, schema=schema)
-        with atomic_path(out_dir / name) as temporary:
-            pq.write_table(table, temporary)
+        yield writer
+
+
+def _write_rows(rows: list[dict], schema: pa.Schema, path: Path) -> None:
+    table = pa.Table.from_pylist(rows, schema=schema)
+    with atomic_path(path) as temporary:
+        pq.write_table(table, temporary)
 
 
 def read_videos(path: str | Path) -> list[dict]:

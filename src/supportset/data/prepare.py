@@ -7,7 +7,8 @@ captions are left out, with `fail` the stage stops naming them. A skip may drop 
 files are more likely named or placed wrongly than gone from YouTube. Every video must be
 in train, val or test, train and val must have videos (training selects its model on
 val), every video needs a caption, and a test gallery of at most GALLERY_K videos gets a
-warning.
+warning. Captions an adapter hands over as a CaptionStream (too many for Python rows) are
+checked and written batch by batch; captions.parquet appears only once all passed.
 """
 
 from __future__ import annotations
@@ -17,8 +18,17 @@ import logging
 from collections import Counter
 from pathlib import Path
 
+import pyarrow.compute as pc
+
 from supportset.data.adapters import ADAPTERS
-from supportset.data.manifest import ManifestError, check_manifest, write_tables
+from supportset.data.manifest import (
+    CaptionStream,
+    ManifestError,
+    caption_writer,
+    check_manifest,
+    write_tables,
+    write_videos,
+)
 from supportset.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -46,18 +56,17 @@ def prepare(
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder '{root}' does not exist")
     spec = ADAPTERS[adapter]
-    videos, captions = spec.read(root, spec.choose_split(split))
-    check_manifest(videos, captions)
-    missing_csv = Path(out_dir) / "missing_videos.csv"
-    missing = [video for video in videos if not Path(video["path"]).is_file()]
-    _write_missing(missing_csv, missing)
-    if missing:
-        _refuse_missing(videos, missing, missing_videos, max_missing, missing_csv)
-        absent = {video["video_id"] for video in missing}
-        videos = [video for video in videos if video["video_id"] not in absent]
-        captions = [caption for caption in captions if caption["video_id"] not in absent]
+    listed, captions = spec.read(root, spec.choose_split(split))
+    streamed = isinstance(captions, CaptionStream)
+    check_manifest(listed, [] if streamed else captions)  # a stream's rows: see its batches
+    videos = _present_videos(listed, Path(out_dir), missing_videos, max_missing)
     _check_split_sizes(videos)
-    _refuse_uncaptioned(videos, captions)
+    if streamed:
+        return len(videos), _write_streamed(videos, captions, out_dir)
+    if len(videos) < len(listed):
+        present = {video["video_id"] for video in videos}
+        captions = [caption for caption in captions if caption["video_id"] in present]
+    _refuse_uncaptioned(videos, {caption["video_id"] for caption in captions})
     write_tables(videos, captions, out_dir)  # checked above; leaving videos out keeps it so
     return len(videos), len(captions)
 
@@ -73,6 +82,38 @@ def _check_arguments(adapter: str, root: str | Path, missing_videos: str, max_mi
         raise ValueError(f"max_missing must be a fraction from 0 to 1, got {max_missing}")
     if not str(root):
         raise ValueError("the dataset's root is empty: set datasets.<name>.root in config.yaml")
+
+
+def _present_videos(
+    videos: list[dict], out_dir: Path, policy: str, max_missing: float
+) -> list[dict]:
+    """The videos found on disk; the others go to missing_videos.csv and are refused or
+    left out by `policy` (see _refuse_missing)."""
+    missing_csv = out_dir / "missing_videos.csv"
+    missing = [video for video in videos if not Path(video["path"]).is_file()]
+    _write_missing(missing_csv, missing)
+    if not missing:
+        return videos
+    _refuse_missing(videos, missing, policy, max_missing, missing_csv)
+    absent = {video["video_id"] for video in missing}
+    return [video for video in videos if video["video_id"] not in absent]
+
+
+def _write_streamed(videos: list[dict], captions: CaptionStream, out_dir: str | Path) -> int:
+    """Write the streamed captions of `videos` batch by batch (a stream's batches keep ids
+    unique and splits those of the videos), then videos.parquet; return the caption count.
+    An error in the stream, or a video without a caption, leaves neither file behind."""
+    split_of = {video["video_id"]: video["split"] for video in videos}
+    captioned: set[str] = set()
+    count = 0
+    with caption_writer(out_dir) as writer:
+        for batch in captions.batches(split_of):
+            writer.write_batch(batch)
+            captioned.update(pc.unique(batch.column("video_id")).to_pylist())
+            count += batch.num_rows
+        _refuse_uncaptioned(videos, captioned)
+        write_videos(videos, out_dir)
+    return count
 
 
 def _refuse_missing(
@@ -122,9 +163,9 @@ def _check_split_sizes(videos: list[dict]) -> None:
         )
 
 
-def _refuse_uncaptioned(videos: list[dict], captions: list[dict]) -> None:
-    """Every video needs a caption: nothing could train on it, find it or be found by it."""
-    captioned = {caption["video_id"] for caption in captions}
+def _refuse_uncaptioned(videos: list[dict], captioned: set[str]) -> None:
+    """Every video needs a caption (`captioned`: the ids of the videos that have one):
+    nothing could train on it, find it or be found by it."""
     bare = [video["video_id"] for video in videos if video["video_id"] not in captioned]
     if bare:
         raise ManifestError(

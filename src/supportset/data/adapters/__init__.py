@@ -1,8 +1,9 @@
 """Adapters turn a dataset's own annotation files into manifest rows (one module each).
 
 Each adapter reads `root` (the dataset folder, laid out as the README describes) for one
-split choice and returns (videos, captions) rows of the manifest schema. `files` names the
-annotation files a split choice reads, so the DAG reruns `prepare` when they change, and
+split choice and returns (videos, captions) rows of the manifest schema; captions too many
+to hold as Python rows (HowTo100M's) come as a manifest.CaptionStream instead. `files` names
+the annotation files a split choice reads, so the DAG reruns `prepare` when they change, and
 `protocols` the evaluation protocol (retrieval.metrics.PROTOCOLS) each split choice was
 published with.
 """
@@ -23,8 +24,9 @@ from supportset.data.adapters import (
     msvd,
     vatex,
 )
+from supportset.data.manifest import CaptionStream
 
-Rows = tuple[list[dict], list[dict]]
+Rows = tuple[list[dict], list[dict] | CaptionStream]
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
 import json
 import pickle
+import re
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -211,3 +213,153 @@ def check_lists(lists: dict[str, list[str]], known: Collection[str], source: str
             both = sorted(set(lists[first]) & set(lists[second]))
             if both:
                 raise ManifestError(f"in both {first} and {second}: {', '.join(both[:10])}")
+
+
+JSON_CHUNK_BYTES = 16 * 2**20  # what iter_json_object reads from the file at a time
+JSON_VALUE_CHARS = 64 * 2**20  # the longest single value it decodes (characters)
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+NUMBER_TAIL = 2  # the most characters a cut number hides from raw_decode: "e+" of "1e+5"
+_UTF8_BOM = codecs.BOM_UTF8
+
+
+def iter_json_object(
+    path: Path, chunk_bytes: int = JSON_CHUNK_BYTES, value_chars: int = JSON_VALUE_CHARS
+) -> Iterator[tuple[str, Any]]:
+    """(key, value) of each member of the one JSON object in `path`, in file order, read
+    `chunk_bytes` (at least 4) at a time and decoded value by value at C speed
+    (json.JSONDecoder.raw_decode).
+    Memory holds a chunk, the value being decoded (a value longer than `value_chars` is an
+    error naming its key) and the keys seen so far. As `read_json`: a repeated key, at the
+    top or inside a value, is an error naming it; malformed JSON is an error naming the file
+    and the character (and line) where it breaks; UTF-8 with or without a BOM is read, and a
+    byte that is not UTF-8 is an error naming its byte offset."""
+    with path.open("rb") as handle:
+        yield from _ObjectReader(path, handle, chunk_bytes, value_chars).members()
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict:
+    """An object_pairs_hook: the object, or an error naming its repeated keys."""
+    members = dict(pairs)
+    if len(members) < len(pairs):
+        repeated = sorted(key for key, count in Counter(k for k, _ in pairs).items() if count > 1)
+        raise ManifestError(f"repeated key(s) {', '.join(repeated[:10])}")
+    return members
+
+
+class _ObjectReader:
+    """The members of a JSON object, parsed from a window of its text that slides along
+    the file: `text` starts at character `start` (line `line`) of the file's text, and
+    `position` is the parser's place in it."""
+
+    def __init__(
+        self, path: Path, handle: io.BufferedReader, chunk_bytes: int, value_chars: int
+    ) -> None:
+        self.path, self.handle = path, handle
+        self.chunk_bytes, self.value_chars = max(chunk_bytes, 4), value_chars
+        self.decoder = json.JSONDecoder(object_pairs_hook=_unique_pairs)
+        self.utf8 = codecs.getincrementaldecoder("utf-8")()
+        self.text, self.position, self.start, self.line = "", 0, 0, 1
+        self.bytes_read, self.at_end = 0, False
+
+    def members(self) -> Iterator[tuple[str, Any]]:
+        self._expect("{", "an object (the file must hold one JSON object)")
+        if self._next_char() == "}":
+            self.position += 1
+        else:
+            yield from self._pairs()
+        if self._next_char():
+            raise self._malformed("extra data after the object")
+
+    def _pairs(self) -> Iterator[tuple[str, Any]]:
+        """The members up to and including the object's closing brace."""
+        seen: set[str] = set()
+        separator = ","
+        while separator == ",":
+            if self._next_char() != '"':
+                raise self._malformed("expected a key in double quotes")
+            key = self._decode("a key")
+            if key in seen:
+                raise ManifestError(f"{self.path}: repeated key(s) {key}")
+            seen.add(key)
+            self._expect(":", f"':' after key '{key}'")
+            self._next_char()
+            yield key, self._decode(f"the value of key '{key}'")
+            separator = self._next_char()
+            if separator not in (",", "}"):
+                raise self._malformed(f"expected ',' or '}}' after the value of key '{key}'")
+            self.position += 1
+
+    def _next_char(self) -> str:
+        """The next character that is not white space ("" at the end of the file)."""
+        while True:
+            self.position = _JSON_SPACE.match(self.text, self.position).end()
+            if self.position < len(self.text) or not self._read_chunk():
+                return self.text[self.position : self.position + 1]
+
+    def _expect(self, char: str, what: str) -> None:
+        if self._next_char() != char:
+            raise self._malformed(f"expected {what}")
+        self.position += 1
+
+    def _decode(self, what: str) -> Any:
+        """The JSON value at `position`, read on until it is whole: a value that fails to
+        decode, or ends within NUMBER_TAIL characters of the window's end (where a number
+        may go on: "45." or "45e+" decode as 45), is retried with the next chunk appended,
+        until the file ends or the value outgrows `value_chars`. Only the message of a
+        failure is kept: the error holds the whole window, and its traceback a cycle back to
+        it, which would keep windows alive until the garbage collector's next full pass."""
+        while True:
+            try:
+                value, end = self.decoder.raw_decode(self.text, self.position)
+                if end + NUMBER_TAIL < len(self.text) or self.at_end:
+                    self.position = end
+                    return value
+                failure = ""
+            except json.JSONDecodeError as error:
+                if self.at_end:
+                    raise self._malformed(error.msg, error.pos) from error
+                failure = error.msg
+            except ManifestError as error:
+                raise ManifestError(f"{self.path}: {what}: {error}") from error
+            if len(self.text) - self.position > self.value_chars:
+                broken = f" or malformed ({failure})" if failure else ""
+                raise ManifestError(
+                    f"{self.path}: {what}, at character {self.start + self.position}, is "
+                    f"longer than {self.value_chars} characters{broken}"
+                )
+            self._read_chunk()
+
+    def _read_chunk(self) -> bool:
+        """Append the next chunk of text, dropping what was parsed; False at the end."""
+        if self.at_end:
+            return False
+        self.line += self.text.count("\n", 0, self.position)
+        self.text, self.start = self.text[self.position :], self.start + self.position
+        self.position = 0
+        data = self.handle.read(self.chunk_bytes)
+        if self.bytes_read == 0 and data.startswith(_UTF8_BOM):
+            data, self.bytes_read = data[len(_UTF8_BOM) :], len(_UTF8_BOM)
+        self.at_end = not data
+        self.text += self._decode_bytes(data)
+        return True
+
+    def _decode_bytes(self, data: bytes) -> str:
+        pending = self.utf8.getstate()[0]
+        try:
+            return self.utf8.decode(data, final=self.at_end)
+        except UnicodeDecodeError as error:
+            offset = self.bytes_read - len(pending) + error.start
+            raise ManifestError(
+                f"{self.path}: not UTF-8 text: byte {error.object[error.start : error.start + 1]!r}"
+                f" at byte offset {offset}; convert the file to UTF-8"
+            ) from error
+        finally:
+            self.bytes_read += len(data)
+
+    def _malformed(self, message: str, position: int | None = None) -> ManifestError:
+        position = self.position if position is None else position
+        line = self.line + self.text.count("\n", 0, position)
+        return ManifestError(
+            f"{self.path}: malformed JSON: {message} at character {self.start + position} "
+            f"(line {line})"
+        )
