@@ -3,7 +3,15 @@ import copy
 import pytest
 import yaml
 
-from supportset.config import ConfigError, load_schema, section_settings, validate_config
+from supportset.config import (
+    ConfigError,
+    load_schema,
+    section_settings,
+    text_set,
+    text_set_holds_token_ids,
+    text_set_settings,
+    validate_config,
+)
 from tests.conftest import REPO
 
 SCHEMA = load_schema(REPO / "workflow/schemas/config.schema.yaml")
@@ -175,3 +183,31 @@ def test_howto100m_counts_its_epochs_in_videos():
     config = validate_config(repo_config(), SCHEMA)
     training = section_settings(config, "training", "howto100m", "supportset")
     assert (training["epoch_unit"], training["clips"]) == ("videos", True)
+
+
+def test_text_sets_say_what_they_hold():
+    """A frozen text encoder reads T5 states ('text', the demo's), a fine-tuned one token
+    ids alone ('tokens', the paper's); an experiment's own text.model adds its name."""
+    config = repo_config()
+    config["experiments"]["frozen"] = {"overrides": {"model": {"text_encoder": "frozen"}}}
+    config["experiments"]["small"] = {"overrides": {"text": {"model": "t5-small"}}}
+    config["experiments"]["small_frozen"] = {
+        "overrides": {"text": {"model": "t5-small"}, "model": {"text_encoder": "frozen"}}
+    }
+    config = validate_config(config, SCHEMA)
+    names = {
+        experiment: text_set(config, "msrvtt", experiment)
+        for experiment in ("supportset", "frozen", "small", "small_frozen")
+    }
+    assert names == {
+        "supportset": "tokens", "frozen": "text", "small": "tokens-t5-small",
+        "small_frozen": "text-t5-small",
+    }  # fmt: skip
+    assert text_set(config, "msrvtt") == "tokens"  # the dataset's own settings
+    assert text_set(config, "demo") == text_set(config, "demo", "triplet") == "text"
+    assert [text_set_holds_token_ids(name) for name in names.values()] == [True, False, True, False]
+    assert text_set_settings(config, "msrvtt", "tokens-t5-small")["model"] == "t5-small"
+    assert text_set_settings(config, "msrvtt", "text-t5-small")["max_tokens"] == 100
+    assert text_set_settings(config, "msrvtt", "text") == section_settings(config, "text", "msrvtt")
+    with pytest.raises(ConfigError, match="no experiment of dataset 'msrvtt' reads the text set"):
+        text_set_settings(config, "msrvtt", "tokens-t5-large")

@@ -3,19 +3,23 @@ import pickle
 
 import h5py
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from supportset.features.store import (
+    ShardIndex,
     ShardSequences,
     ShardWriter,
     read_metadata,
     read_sequences,
     text_schema,
+    utf8_bytes,
     visual_schema,
     write_rejects,
     write_visual_shard,
 )
+from supportset.integrity import CheckedHDF5
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".h5"])
@@ -153,6 +157,50 @@ def test_an_id_in_two_shards_is_an_error_naming_both(tmp_path):
         ShardSequences(paths, "video_id", "features")
 
 
+def awkward_ids(count: int, seed: int) -> list[str]:
+    """Ids of mixed lengths and scripts: prefixes of each other, multi-byte UTF-8, digits
+    that sort differently as text and as numbers."""
+    rng = np.random.default_rng(seed)
+    stems = ["v", "v_1", "vidéo", "视频", "a" * 40, "Z", "v_10", "v_9"]
+    return [f"{stems[i % len(stems)]}-{seed}-{int(rng.integers(1e6))}-{i}" for i in range(count)]
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".h5"])
+def test_the_index_finds_every_id_as_a_dict_does(tmp_path, suffix):
+    """Against a brute-force dict, at a thousand ids over four shards of both formats."""
+    located, paths = {}, []
+    for shard in range(4):
+        ids = awkward_ids(250 + shard, seed=shard)
+        paths.append(tmp_path / f"{shard}{suffix}")
+        with ShardWriter(paths[-1], text_schema(2, "float32"), {}, rows_per_group=16) as writer:
+            for row, caption_id in enumerate(ids):
+                writer.write((caption_id, "v"), (np.ones(1, np.int32), np.ones((1, 2))), (1,))
+                located[caption_id] = (shard, row)
+    index = ShardIndex(paths, "caption_id")
+    assert len(index) == len(located) and list(index) == list(located)  # shard order
+    assert all(index.locate(caption_id) == where for caption_id, where in located.items())
+    for absent in ["", "v", "v-0", "x" * 200, "视频", next(iter(located)) + " ", 3, None]:
+        assert absent not in index
+        with pytest.raises(KeyError):
+            index.locate(absent)
+    probes = [*located, "", "v", "x" * 200, "视频", next(iter(located)) + " "]
+    assert index.contains(probes).tolist() == [probe in located for probe in probes]
+    assert index.contains([]).tolist() == []
+    store = ShardSequences(paths, "caption_id", "token_ids", np.int64, index=index)
+    assert store.index is index and len(store) == len(located)
+    with pytest.raises(ValueError, match="same shards"):
+        ShardSequences(paths[:2], "caption_id", "token_ids", index=index)
+
+
+def test_string_columns_become_the_same_bytes_as_python_encodes():
+    column = pa.chunked_array([["b", "", "ä視"], ["a" * 33, "y"]])
+    for array in (column, pa.chunked_array([column.combine_chunks().slice(1, 3)])):
+        expected = [value.encode() for value in array.to_pylist()]
+        assert utf8_bytes(array).tolist() == expected
+    dictionary = pa.chunked_array([pa.array(["q", "r", "q"]).dictionary_encode()])
+    assert utf8_bytes(dictionary).tolist() == [b"q", b"r", b"q"]
+
+
 def _read_in_child(store, video_id, queue):
     queue.put(store[video_id])
 
@@ -201,3 +249,40 @@ def test_a_failure_while_finishing_publishes_no_shard(tmp_path, suffix):
     ):
         writer.write(("\ud800",), (np.zeros(1), np.ones((1, 4), np.float32)))  # not UTF-8
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".h5"])
+def test_steps_of_a_row_are_its_slice_and_hdf5_reads_only_them(tmp_path, suffix, monkeypatch):
+    written = write_many(tmp_path / f"s{suffix}", 20, rows_per_group=4)
+    store = ShardSequences([tmp_path / f"s{suffix}"], "video_id", "features")
+    spans = [(0, 1), (1, 3), (2, 100), (5, 5), (0, 0), (7, 9)]
+    for video_id, features in written.items():
+        for start, stop in spans:
+            np.testing.assert_array_equal(store.steps(video_id, start, stop), features[start:stop])
+    if suffix == ".h5":
+        reads = []
+        original = CheckedHDF5.read
+        monkeypatch.setattr(
+            CheckedHDF5,
+            "read",
+            lambda self, name, start=None, stop=None: (
+                reads.append((name, start, stop)) or original(self, name, start, stop)
+            ),
+        )
+        longest = max(written, key=lambda video_id: len(written[video_id]))
+        store.steps(longest, 1, 2)
+        assert [stop - start for _, start, stop in reads] == [1]
+
+
+def test_a_row_group_of_long_videos_ends_at_its_byte_limit(tmp_path):
+    """A 6.5-minute video at 2560-d float16 (2 MB) has a row group of its own; short
+    videos still share groups of 16."""
+    long_video = np.zeros((390, 2560), np.float32)
+    with ShardWriter(tmp_path / "s.parquet", visual_schema(2560, "float16"), {}) as writer:
+        for index in range(3):
+            writer.write((f"long{index}",), (np.zeros(390, np.float32), long_video))
+        for index in range(20):
+            writer.write((f"short{index}",), (np.zeros(2, np.float32), long_video[:2]))
+    metadata = pq.ParquetFile(tmp_path / "s.parquet").metadata
+    sizes = [metadata.row_group(group).num_rows for group in range(metadata.num_row_groups)]
+    assert sizes == [1, 1, 1, 16, 4]

@@ -78,8 +78,8 @@ ONE_DATASET = {"prepare": 1, "build_tiny_text_model": 1, "extract_visual": SHARD
         ("msrvtt_table1", 5, 1),  # none, identity, full, hybrid, cross
         ("msrvtt_table2a", 3, 1),  # motion, appearance, both: features extracted once
         ("msrvtt_table2b", 3, 1),  # mean, max, transformer
-        ("msrvtt_table2c", 2, 2),  # T5-small, T5-base text encoders: two sets of states
-        ("msrvtt_table2d", 2, 1),  # T5-small, T5-base decoders: one set of states
+        ("msrvtt_table2c", 2, 2),  # T5-small, T5-base text encoders: two sets of token ids
+        ("msrvtt_table2d", 2, 1),  # T5-small, T5-base decoders: one set of token ids
         ("msrvtt_table2e", 3, 1),  # InfoNCE, triplet inter + intra, triplet inter
         ("msrvtt_table2f", 5, 1),  # support sets of 2, 8, 16, 32 and the whole batch
     ],
@@ -102,21 +102,50 @@ def test_table_2a_trains_on_slices_of_the_same_shards(paper_datasets: Path):
         "dataset=msrvtt, experiment=triplet+visual_features=appearance",
         "dataset=msrvtt, experiment=triplet",
     }
-    assert len(set(trained.values())) == 1  # the same shards, manifests and text states
+    assert len(set(trained.values())) == 1  # the same shards, manifests and token ids
 
 
 def test_table_2c_embeds_the_captions_once_per_t5(paper_datasets: Path):
+    """The paper's T5 encoders are fine-tuned: each reads token ids, no cached states."""
     stdout = dry_run(paper_datasets, "msrvtt_table2c")
     outputs = sorted(job["output"].split(",")[0] for job in jobs_of(stdout, "embed_text"))
     assert outputs == [
-        "results/msrvtt/features/text-t5-small/00000.parquet",
-        "results/msrvtt/features/text/00000.parquet",
+        "results/msrvtt/features/tokens-t5-small/00000.parquet",
+        "results/msrvtt/features/tokens/00000.parquet",
     ]
+    embeddings = [line for line in stdout.splitlines() if " embed-text --manifest" in line]
+    assert len(embeddings) == 2 and all("--token-ids-only" in line for line in embeddings)
     small = next(j for j in jobs_of(stdout, "train") if "t5-small" in j["wildcards"])
-    assert "results/msrvtt/features/text-t5-small/00000.parquet" in small["input"]
+    assert "results/msrvtt/features/tokens-t5-small/00000.parquet" in small["input"]
     (command,) = [line for line in stdout.splitlines() if "text_model=t5-small" in line
                   and " train --videos" in line]  # fmt: skip
     assert "--text-model t5-small " in command  # the encoder fine-tuned is T5-small too
+
+
+def test_a_frozen_text_encoder_reads_states_and_a_fine_tuned_one_token_ids(
+    paper_datasets: Path,
+):
+    """On one dataset, an experiment with model.text_encoder frozen plans embed_text's T5
+    states into features/text/, the fine-tuned default token ids alone into features/tokens/."""
+    config = yaml.safe_load((paper_datasets / "config.yaml").read_text())
+    config["experiments"]["frozen"] = {"overrides": {"model": {"text_encoder": "frozen"}}}
+    changed = paper_datasets / "frozen.yaml"
+    changed.write_text(yaml.safe_dump(config, sort_keys=False))
+    targets = [f"results/msrvtt/{name}/metrics_test.json" for name in ("frozen", "triplet")]
+    result = snakemake(paper_datasets, *targets, "--dry-run", "--configfile", str(changed))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    embedded = {
+        line.split(" --out ")[1].split()[0]: "--token-ids-only" in line
+        for line in result.stdout.splitlines()
+        if " embed-text --manifest" in line
+    }
+    assert embedded == {
+        "results/msrvtt/features/text/00000.parquet": False,
+        "results/msrvtt/features/tokens/00000.parquet": True,
+    }
+    trained = {job["wildcards"]: job["input"] for job in jobs_of(result.stdout, "train")}
+    assert "features/text/00000.parquet" in trained["dataset=msrvtt, experiment=frozen"]
+    assert "features/tokens/00000.parquet" in trained["dataset=msrvtt, experiment=triplet"]
 
 
 @pytest.mark.parametrize(

@@ -163,18 +163,42 @@ def _embed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-dir", default=None, help="built model folder (text.model 'tiny')")
     p.add_argument("--out", required=True, help="shard .parquet or .h5")
     p.add_argument("--rejects", required=True, help="rejects .parquet (empty captions)")
+    p.add_argument(
+        "--token-ids-only",
+        action="store_true",
+        help="write the token ids alone, loading no encoder (a fine-tuned text encoder's set)",
+    )
 
 
 def embed_text(args: argparse.Namespace) -> None:
-    """Tokenise captions and cache their T5 encoder states."""
+    """Tokenise captions and cache their T5 encoder states (or their token ids alone)."""
     from supportset.features.text import TextSettings, embed_shard
     from supportset.settings import from_json
 
     settings = from_json(TextSettings, args.settings)
     written, rejected = embed_shard(
-        args.manifest, args.shard, settings, args.model_dir, args.out, args.rejects
+        args.manifest,
+        args.shard,
+        settings,
+        args.model_dir,
+        args.out,
+        args.rejects,
+        args.token_ids_only,
     )
     log.info("shard %d: %d captions written, %d rejected", args.shard, written, rejected)
+
+
+def _rejects_report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--videos", required=True, help="the dataset's videos.parquet manifest")
+    p.add_argument("--rejects", nargs="+", required=True, help="rejects tables of its shards")
+    p.add_argument("--out", required=True, help="report .csv (a .md is written beside it)")
+
+
+def rejects_report(args: argparse.Namespace) -> None:
+    """Report the visual stage's rejected videos: rate per split and count per reason."""
+    from supportset.features.rejects import markdown, write_rejects_report
+
+    print(markdown(write_rejects_report(args.videos, args.rejects, args.out)), end="")
 
 
 def _features_args(p: argparse.ArgumentParser) -> None:
@@ -744,6 +768,7 @@ COMMANDS: list[tuple[str, Callable, Callable]] = [
     ("build-tiny-t5", _tiny_args, build_tiny_t5),
     ("extract-visual", _extract_args, extract_visual),
     ("embed-text", _embed_args, embed_text),
+    ("rejects-report", _rejects_report_args, rejects_report),
     ("train", _train_args, train),
     ("export", _export_args, export),
     ("index", _index_args, index),

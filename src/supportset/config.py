@@ -23,7 +23,8 @@ from supportset.retrieval.reference import PAPER_RECALL_AT
 from supportset.table_plan import TablePlanError, add_derived_experiments, is_derived, plan_table
 from supportset.train.config import FINE_TUNING_EPOCH_FRACTION, TrainConfig
 
-DEFAULT_TEXT_SET = "text"
+STATES_TEXT_SET = "text"  # T5 states and token ids: what a frozen text encoder reads
+TOKEN_IDS_TEXT_SET = "tokens"  # token ids alone: what a fine-tuned text encoder reads
 
 
 class ConfigError(ValueError):
@@ -94,23 +95,29 @@ def check_cross_references(config: dict, schema: dict) -> None:
 
 
 def text_set(config: dict, dataset: str, experiment: str | None = None) -> str:
-    """The folder under results/{dataset}/features/ of the text shards an experiment reads:
-    'text' for the dataset's text.model, 'text-<model>' for an experiment that changes it
-    (Table 2c, "using T5-base, instead of T5-small")."""
-    default = section_settings(config, "text", dataset)["model"]
-    if experiment is None:
-        return DEFAULT_TEXT_SET
+    """The folder under results/{dataset}/features/ of the text shards an experiment reads
+    (without one, the dataset's settings): 'text', T5 states, when its model.text_encoder
+    is 'frozen'; 'tokens', token ids alone, when it is fine-tuned, as the encoder computes
+    the states itself (HowTo100M's would take 136M captions x ~20 tokens x 768 x 2 bytes,
+    about 4 TB). An experiment whose text.model is not the dataset's reads 'text-<model>'
+    or 'tokens-<model>' (Table 2c, "using T5-base, instead of T5-small")."""
+    encoder = section_settings(config, "model", dataset, experiment)["text_encoder"]
+    kind = STATES_TEXT_SET if encoder == "frozen" else TOKEN_IDS_TEXT_SET
     model = section_settings(config, "text", dataset, experiment)["model"]
-    if model == default:
-        return DEFAULT_TEXT_SET
-    return f"{DEFAULT_TEXT_SET}-" + (
-        re.sub(r"[^a-z0-9.]+", "-", model.lower()).strip("-") or "model"
-    )
+    if model == section_settings(config, "text", dataset)["model"]:
+        return kind
+    return f"{kind}-" + (re.sub(r"[^a-z0-9.]+", "-", model.lower()).strip("-") or "model")
+
+
+def text_set_holds_token_ids(name: str) -> bool:
+    """Whether text set `name` (see `text_set`) holds token ids alone (embed_text
+    --token-ids-only) rather than T5 states."""
+    return name.split("-", 1)[0] == TOKEN_IDS_TEXT_SET
 
 
 def text_set_settings(config: dict, dataset: str, name: str) -> dict:
     """The text settings of text set `name` of `dataset` (see `text_set`)."""
-    if name == DEFAULT_TEXT_SET:
+    if name in (STATES_TEXT_SET, TOKEN_IDS_TEXT_SET):
         return section_settings(config, "text", dataset)
     for experiment in config.get("experiments", {}):
         if text_set(config, dataset, experiment) == name:

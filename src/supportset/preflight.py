@@ -24,25 +24,35 @@ def check_visual_weights(features: dict) -> None:
     check_weights(from_mapping(VisualSettings, features))
 
 
-def check_text_model(text: dict) -> None:
-    """Raise TextModelError unless `text.model` loads offline ("tiny" is built by the DAG)."""
+def check_text_model(text: dict, token_ids_only: bool = False) -> None:
+    """Raise TextModelError unless what a job loads of `text.model` is there offline: its
+    tokenizer and config, and unless `token_ids_only` its weights ("tiny" is built by the
+    DAG)."""
     text_settings = from_mapping(TextSettings, text)
     if text_settings.model != "tiny":
-        check_model_available(text_settings.model)
+        check_model_available(text_settings.model, token_ids_only)
 
 
 def check_job_weights(
-    rule: str, features: dict, text: dict, model: dict | None = None, training: dict | None = None
+    rule: str,
+    features: dict,
+    text: dict,
+    model: dict | None = None,
+    training: dict | None = None,
+    token_ids_only: bool = False,
 ) -> None:
     """Raise for the weights a job of `rule` loads: extraction the backbones, text embedding
-    the T5, training the T5 when it captions (the decoder) or fine-tunes the encoder, and
-    the T5 of `training.decoder` when that is set and training captions; scoring
-    captions a Java runtime (JavaMissingError)."""
+    the T5 (its tokenizer and config alone for a job writing token ids only,
+    `token_ids_only`), training the T5 when it captions (the decoder) or fine-tunes the
+    encoder, and the T5 of `training.decoder` when that is set and training captions;
+    scoring captions a Java runtime (JavaMissingError)."""
     if rule == "score_captions":
         check_java()
     if rule == "extract_visual":
         check_visual_weights(features)
-    elif rule == "embed_text" or (rule == "train" and _loads_t5(model, training)):
+    elif rule == "embed_text":
+        check_text_model(text, token_ids_only)
+    elif rule == "train" and _loads_t5(model, training):
         check_text_model(text)
     if rule == "train" and _loads_decoder(training):
         check_decoder_available(training["decoder"])

@@ -9,6 +9,7 @@ from supportset.config import (
     load_schema,
     section_settings,
     text_set,
+    text_set_holds_token_ids,
     text_set_settings,
 )
 from supportset.data.adapters import ADAPTERS
@@ -33,7 +34,7 @@ ACTION_TABLE_NAMES = "|".join(map(re.escape, config["action_tables"])) or "(?!)"
 wildcard_constraints:
     dataset="[a-z][a-z0-9_]*",
     experiment="[A-Za-z0-9][A-Za-z0-9_.=+-]*",
-    textset="text(-[a-z0-9.-]+)?",
+    textset="(text|tokens)(-[a-z0-9.-]+)?",  # T5 states, or token ids alone (config.text_set)
     split="train|val|test",
     shard="[0-9]{5}",
     name="[A-Za-z0-9][A-Za-z0-9_-]*",
@@ -72,6 +73,7 @@ def check_planned_weights(jobs):
                 job_text_settings(job.wildcards),
                 settings("model", dataset, experiment) if experiment else None,
                 settings("training", dataset, experiment) if experiment else None,
+                token_ids_only=bool(textset) and text_set_holds_token_ids(textset),
             )
         except RuntimeError as error:
             raise WorkflowError(f"dataset '{dataset}': {error}") from error
@@ -142,6 +144,16 @@ def visual_shards(wildcards):
     )
 
 
+def visual_rejects(wildcards):
+    """The rejects table beside each visual shard of the dataset."""
+    count = settings("features", wildcards.dataset)["shards"]
+    return expand(
+        "results/{dataset}/features/visual/{shard}.rejects.parquet",
+        dataset=wildcards.dataset,
+        shard=shard_names(count),
+    )
+
+
 def text_shards(wildcards):
     """The text shards of the experiment's text set (of the dataset's, without one)."""
     count = settings("text", wildcards.dataset)["shards"]
@@ -197,6 +209,11 @@ def text_model_argument(wildcards, input):
 
 def text_model_option(wildcards, input):
     return f"--model-dir {input.model_dir}" if hasattr(input, "model_dir") else ""
+
+
+def token_ids_option(wildcards):
+    """`--token-ids-only` for a text set of token ids alone (a fine-tuned text encoder's)."""
+    return "--token-ids-only" if text_set_holds_token_ids(wildcards.textset) else ""
 
 
 def tiny_settings_json(wildcards):

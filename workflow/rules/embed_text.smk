@@ -28,11 +28,12 @@ rule embed_text:
         shard=lambda wildcards: int(wildcards.shard),
         shard_format=SHARD_FORMAT,  # a new shard layout rebuilds the shards
         model_option=text_model_option,
+        token_ids_option=token_ids_option,  # the 'tokens' sets: no encoder states
     threads: 2
     resources:
         mem_mb=4000,
         runtime=120,
-        gpu=1,
+        gpu=lambda wildcards: 0 if text_set_holds_token_ids(wildcards.textset) else 1,
     log:
         "results/logs/embed_text/{dataset}/{textset}/{shard}.log",
     benchmark:
@@ -42,4 +43,5 @@ rule embed_text:
     shell:
         "supportset --threads {threads} embed-text --manifest {input.captions}"
         " --shard {params.shard} --settings {params.settings:q} {params.model_option}"
+        " {params.token_ids_option}"
         " --out {output.shard} --rejects {output.rejects} > {log} 2>&1"

@@ -1,9 +1,11 @@
 """Training and evaluation data: cached visual and text sequences joined by the manifests.
 
 A video is usable when its features are in a visual shard (rejected videos are not); a
-caption when its token states are in a text shard and its video is usable. Everything
-left out is counted in the log, never dropped silently. Sequences are read from the shards
-on demand (see `ShardSequences`), so memory does not grow with the size of the store.
+caption when its token ids (and states, in a states set) are in a text shard and its video
+is usable. Everything left out is counted in the log, never dropped silently. Sequences are
+read from the shards on demand (see `ShardSequences`), so memory does not grow with the
+size of the store; the ids are indexed once per set of shards (`ShardIndex`), in sorted
+NumPy arrays.
 `FeatureBank.visual_part` gives the appearance or motion columns alone (Table 2a);
 `FeatureBank.tokenizer` says which tokenizer made the caption token ids;
 `FeatureBank.with_crops` adds the crop features of shards extracted with `features.crops`,
@@ -21,7 +23,7 @@ import numpy as np
 import torch
 
 from supportset.data.manifest import read_captions, read_videos
-from supportset.features.store import ShardSequences, read_metadata
+from supportset.features.store import ShardIndex, ShardSequences, read_metadata
 from supportset.features.visual import VISUAL_PARTS, shards_crop_count, shards_layout
 
 log = logging.getLogger(__name__)
@@ -74,15 +76,33 @@ class FeatureBank:
     ) -> FeatureBank:
         """A bank over the shards, keeping at most about `cache_mb` MB of decoded Parquet
         row groups per process (half for visual features, half for the text shards' token
-        states and ids). Text shards made with different tokenizers are a ValueError."""
+        states and ids). Text shards made with different tokenizers are a ValueError.
+        Token-id text shards (embed_text --token-ids-only) have no states: `texts` then
+        raises, naming the shards, when a frozen text encoder reads it (see `_NoStates`)."""
         visual_shards, text_shards = list(visual_shards), list(text_shards)
         half = (cache_mb << 20) // 2
+        # one index per set of shards, shared by its columns (ids are most of the memory)
+        videos, captions = (
+            ShardIndex(visual_shards, "video_id"),
+            ShardIndex(text_shards, "caption_id"),
+        )
+        if text_shards_hold_states(text_shards):
+            texts = ShardSequences(
+                text_shards, "caption_id", "embeddings", cache_bytes=half * 7 // 8, index=captions
+            )
+            ids_cache = half // 8
+        else:
+            texts, ids_cache = _NoStates(text_shards), half
         return cls(
-            ShardSequences(visual_shards, "video_id", "features", cache_bytes=half),
-            ShardSequences(text_shards, "caption_id", "embeddings", cache_bytes=half * 7 // 8),
-            ShardSequences(text_shards, "caption_id", "token_ids", np.int64, half // 8),
+            ShardSequences(visual_shards, "video_id", "features", cache_bytes=half, index=videos),
+            texts,
+            ShardSequences(
+                text_shards, "caption_id", "token_ids", np.int64, ids_cache, index=captions
+            ),
             read_metadata(visual_shards[0]).get("settings", {}).get("fps", 1.0),
-            ShardSequences(visual_shards, "video_id", "timestamps", cache_bytes=1 << 20),
+            ShardSequences(
+                visual_shards, "video_id", "timestamps", cache_bytes=1 << 20, index=videos
+            ),
             tuple(Path(path) for path in visual_shards),
             text_shards_tokenizer(text_shards),
         )
@@ -102,7 +122,8 @@ class FeatureBank:
             )
         paths = list(self.visual_shards)
         count = shards_crop_count(paths)
-        crops = ShardSequences(paths, "video_id", "crops", cache_bytes=cache_mb << 20)
+        index = self.videos.index if isinstance(self.videos, ShardSequences) else None
+        crops = ShardSequences(paths, "video_id", "crops", cache_bytes=cache_mb << 20, index=index)
         return replace(self, crops=_CropViews(crops, count))
 
     def layout(self) -> dict[str, tuple[int, int]] | None:
@@ -156,6 +177,19 @@ class FeatureBank:
         """Feature steps that cover `seconds` of video (at least one)."""
         return max(1, round(seconds * self.fps))
 
+    def length(self, video_id: str) -> int:
+        """The video's number of feature steps: from its timestamps where the bank has
+        them (4 bytes a step), else from its features."""
+        if self.timestamps is not None:
+            return len(self.timestamps[video_id])
+        return len(self.videos[video_id])
+
+    def read_steps(self, video_id: str, span: slice) -> np.ndarray:
+        """The (span.stop - span.start, D) features of steps `span` of the video (clipped
+        to its length), reading only those steps where the store can (HDF5 shards, see
+        ShardSequences.steps)."""
+        return read_steps(self.videos, video_id, span.start, span.stop)
+
     @property
     def video_dim(self) -> int:
         return next(iter(self.videos.values())).shape[1]
@@ -182,17 +216,19 @@ class FeatureBank:
                 "check training.train_splits"
             )
         listed = [v["video_id"] for v in videos if v["split"] in names]
-        with_features = {video_id for video_id in listed if video_id in self.videos}
+        with_features = set(present(self.videos, listed))
         captions = [c for c in read_captions(captions_manifest) if c["split"] in names]
+        # every caption of the text shards has token ids; not all have states
+        embedded = set(present(self.token_ids, [c["caption_id"] for c in captions]))
         kept = [
-            c for c in captions if c["video_id"] in with_features and c["caption_id"] in self.texts
+            c for c in captions if c["video_id"] in with_features and c["caption_id"] in embedded
         ]
         captioned = {caption["video_id"] for caption in kept}
         video_ids = [video_id for video_id in listed if video_id in captioned]
         if len(video_ids) < len(listed) or len(kept) < len(captions):
             log.warning(
                 "%s: %d of %d videos left out (%d without features, i.e. rejected; %d without "
-                "a caption with token states); %d of %d captions left out",
+                "a caption in the text shards); %d of %d captions left out",
                 split,
                 len(listed) - len(video_ids),
                 len(listed),
@@ -218,6 +254,20 @@ class FeatureBank:
             captions_of_video,
             windows,
         )
+
+
+def text_shards_hold_states(paths: Sequence[str | Path]) -> bool:
+    """Whether the text shards `paths` hold T5 states (embed_text's default) rather than
+    token ids alone (their metadata's `token_ids_only`, the 'tokens' sets); True without
+    shards. Shards of both kinds together are a ValueError naming one of each."""
+    states = [not read_metadata(path).get("token_ids_only", False) for path in paths]
+    if len(set(states)) > 1:
+        raise ValueError(
+            f"text shards {paths[states.index(True)]} (T5 states) and "
+            f"{paths[states.index(False)]} (token ids only) are read together: pass the shards "
+            "of one text set"
+        )
+    return all(states)
 
 
 def text_shards_tokenizer(paths: Sequence[str | Path]) -> TokenizerIdentity | None:
@@ -272,6 +322,54 @@ def _description(identity: TokenizerIdentity | None) -> str:
     return identity.describe()
 
 
+class _NoStates(Mapping[str, np.ndarray]):
+    """The T5 states of token-id text shards, which hold none: every read is a ValueError
+    naming the shards and what a frozen text encoder reads instead."""
+
+    def __init__(self, paths: Sequence[str | Path]) -> None:
+        self.paths = list(paths)
+
+    def error(self) -> ValueError:
+        named = ", ".join(str(path) for path in self.paths[:3])
+        more = f" and {len(self.paths) - 3} more" if len(self.paths) > 3 else ""
+        return ValueError(
+            f"text shards {named}{more} hold caption token ids only (embed_text "
+            "--token-ids-only, the 'tokens' text set of a fine-tuned text encoder), no T5 "
+            "states: a frozen text encoder (model.text_encoder 'frozen') needs embed_text's "
+            "states, the 'text' set (results/{dataset}/features/text/)"
+        )
+
+    def __getitem__(self, caption_id: str) -> np.ndarray:
+        raise self.error()
+
+    def __iter__(self):
+        raise self.error()
+
+    def __len__(self) -> int:
+        raise self.error()
+
+
+def present(sequences: Mapping[str, np.ndarray], row_ids: list[str]) -> list[str]:
+    """The ids of `row_ids` that `sequences` holds, in their order; one vectorised search
+    for a ShardSequences (see ShardIndex.contains)."""
+    index = getattr(sequences, "index", None)
+    if isinstance(index, ShardIndex):
+        held = index.contains(row_ids)
+        return [row_id for row_id, keep in zip(row_ids, held, strict=True) if keep]
+    return [row_id for row_id in row_ids if row_id in sequences]
+
+
+def read_steps(
+    sequences: Mapping[str, np.ndarray], row_id: str, start: int, stop: int
+) -> np.ndarray:
+    """Steps [start, stop) of one sequence of a mapping: through its `steps` method where it
+    has one (ShardSequences, _Columns), which reads no more than it must."""
+    reader = getattr(sequences, "steps", None)
+    if reader is not None:
+        return reader(row_id, start, stop)
+    return sequences[row_id][start:stop]
+
+
 class _Columns(Mapping[str, np.ndarray]):
     """video_id -> the columns [start, stop) of its features (or crops), (T, stop - start)
     (or (T, K, stop - start)), a copy."""
@@ -283,6 +381,10 @@ class _Columns(Mapping[str, np.ndarray]):
 
     def __getitem__(self, video_id: str) -> np.ndarray:
         return np.ascontiguousarray(self.videos[video_id][..., self.start : self.stop])
+
+    def steps(self, video_id: str, start: int, stop: int) -> np.ndarray:
+        rows = read_steps(self.videos, video_id, start, stop)
+        return np.ascontiguousarray(rows[..., self.start : self.stop])
 
     def __contains__(self, video_id: object) -> bool:
         return video_id in self.videos  # without reading the features

@@ -19,11 +19,12 @@ shard written without checksums by an older version.
 
 from __future__ import annotations
 
+import glob
 import itertools
 import json
 import os
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +64,8 @@ class ShardSchema:
     sequences: tuple[SequenceColumn, ...]
     scalars: tuple[str, ...] = ()
     rows_per_group: int = 64
+    # a row group also ends once its rows hold this many bytes as stored (0: no limit)
+    bytes_per_group: int = 0
 
 
 def visual_schema(dim: int, dtype: str, crops: int = 0) -> ShardSchema:
@@ -75,6 +78,10 @@ def visual_schema(dim: int, dtype: str, crops: int = 0) -> ShardSchema:
         ("video_id",),
         sequences,
         rows_per_group=16,  # a video is ~100 KB-2 MB of features: keep random reads small
+        # a 6.5-minute HowTo100M video is 2 MB at 2560-d float16: alone in its group, a
+        # random clip read decodes one video, not 16 (benchmarks/scale_loader.py); short
+        # videos still share a group (MSR-VTT's 15 s are 77 KB: 13 a group)
+        bytes_per_group=1 << 20,
     )
 
 
@@ -84,6 +91,17 @@ def text_schema(dim: int, dtype: str) -> ShardSchema:
         (SequenceColumn("token_ids", "int32"), SequenceColumn("embeddings", dtype, dim)),
         ("n_tokens",),
         rows_per_group=16,  # a random read of one caption decodes 16
+    )
+
+
+def token_ids_schema() -> ShardSchema:
+    """A token-id text shard: `text_schema` without the embeddings (embed_text
+    --token-ids-only, the text set a fine-tuned text encoder reads)."""
+    return ShardSchema(
+        ("caption_id", "video_id"),
+        (SequenceColumn("token_ids", "int32"),),
+        ("n_tokens",),
+        rows_per_group=256,  # ~100 bytes a caption: a random read of one decodes ~25 KB
     )
 
 
@@ -103,9 +121,10 @@ def check_storable(row_id: str, values: np.ndarray, dtype: str) -> None:
 class ShardWriter:
     """Write a shard row by row, atomically; Parquet, or HDF5 for a `.h5` path.
 
-    Rows keep the order of `write` calls; memory holds at most `rows_per_group` rows (and,
-    for HDF5, the ids of all rows). Use as a context manager: the file appears under its
-    name only if the block succeeds.
+    Rows keep the order of `write` calls; memory holds at most `rows_per_group` rows, or
+    fewer holding the schema's `bytes_per_group` (and, for HDF5, the ids of all rows). Use
+    as a context manager: the file appears under its name only if the block succeeds. A new
+    writer first removes what killed writers of the same path left (`remove_leftovers`).
     """
 
     def __init__(
@@ -120,6 +139,8 @@ class ShardWriter:
         self.metadata = json.dumps(metadata, sort_keys=True)
         self.rows_per_group = rows_per_group or schema.rows_per_group
         self.rows: list[tuple[tuple[str, ...], tuple[np.ndarray, ...], tuple[int, ...]]] = []
+        self.row_bytes = 0  # of self.rows, as stored
+        remove_leftovers(self.path)
         self._atomic = atomic_path(self.path)
         self.temporary = self._atomic.__enter__()
         self._sink = _HDF5Sink(self) if self.path.suffix == ".h5" else _ParquetSink(self)
@@ -139,7 +160,12 @@ class ShardWriter:
             if column.dim is not None:
                 check_storable(ids[0], values, column.dtype)
         self.rows.append((ids, sequences, scalars))
-        if len(self.rows) >= self.rows_per_group:
+        self.row_bytes += sum(
+            values.size * np.dtype(column.dtype).itemsize
+            for column, values in zip(self.schema.sequences, sequences, strict=True)
+        )
+        full = 0 < self.schema.bytes_per_group <= self.row_bytes
+        if len(self.rows) >= self.rows_per_group or full:
             self._flush()
 
     def __enter__(self) -> ShardWriter:
@@ -159,7 +185,15 @@ class ShardWriter:
 
     def _flush(self) -> None:
         self._sink.append(self.rows)
-        self.rows = []
+        self.rows, self.row_bytes = [], 0
+
+
+def remove_leftovers(path: Path) -> None:
+    """Remove the temporary files that writers of `path` killed before they finished left
+    behind (io.atomic_path's `.{name}.*.tmp`): at HowTo100M's size each can hold a GB. One
+    job writes a shard at a time (Snakemake runs one job per output), so none is in use."""
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        leftover.unlink(missing_ok=True)
 
 
 class _ParquetSink:
@@ -311,15 +345,141 @@ def write_rejects(path: str | Path, id_column: str, rejects: Iterable[tuple[str,
     write_parquet(pa.Table.from_pylist(rows, schema=schema), path)
 
 
+class ShardIndex:
+    """Where every id of a list of shards is (its shard and row), and how each shard is laid
+    out (Parquet: the first row of each row group; HDF5: the step offsets of its rows).
+
+    The ids are held as one sorted NumPy array of their UTF-8 bytes (fixed width: the
+    longest id) with each one's position in shard order, and found by binary search. That
+    is about (id length + 4) bytes per id, where a dict of str -> (shard, row) took about
+    200 (see benchmarks/scale_loader.py), and it holds no Python object per id, so a
+    forked data-loader worker shares it with its parent without copying its pages. Ids
+    must be unique across the shards.
+    """
+
+    def __init__(self, paths: Iterable[str | Path], id_column: str) -> None:
+        self.paths = [Path(path) for path in paths]
+        self.id_column = id_column
+        self.group_starts: list[np.ndarray] = []  # Parquet: first row of each row group
+        self.offsets: list[np.ndarray] = []  # HDF5: step offsets (N + 1,)
+        ids = [self._read_shard(path) for path in self.paths]
+        counts = [len(shard_ids) for shard_ids in ids]
+        self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)  # (S + 1,)
+        everything = np.concatenate(ids) if ids else np.zeros(0, "S1")
+        del ids
+        order = np.argsort(everything, kind="stable")
+        self.sorted_ids = everything[order]  # (N,) bytes, ascending
+        del everything
+        position_dtype = np.uint32 if len(order) < 1 << 32 else np.int64
+        self.positions = order.astype(position_dtype)  # (N,) shard-order row of each
+        del order
+        self._refuse_repeats()
+
+    def _read_shard(self, path: Path) -> np.ndarray:
+        """The shard's ids as fixed-width UTF-8 bytes (N,), recording its layout."""
+        file = open_shard(path)
+        try:
+            if isinstance(file, CheckedHDF5):
+                self.offsets.append(file.read("offsets"))
+                self.group_starts.append(np.zeros(0, np.int64))
+                return np.asarray(file.read(self.id_column))
+            metadata = file.metadata
+            sizes = [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)]
+            self.group_starts.append(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64))
+            self.offsets.append(np.zeros(0, np.int64))
+            return utf8_bytes(file.read([self.id_column]).column(self.id_column))
+        finally:
+            file.close()
+
+    def _refuse_repeats(self) -> None:
+        repeated = np.flatnonzero(self.sorted_ids[1:] == self.sorted_ids[:-1])
+        if repeated.size:
+            first = repeated[0]
+            shards = [self.shard_row(int(self.positions[i]))[0] for i in (first, first + 1)]
+            raise ValueError(
+                f"{self.id_column} {self.sorted_ids[first].decode()!r} is in both "
+                f"{self.paths[min(shards)]} and {self.paths[max(shards)]}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.sorted_ids)
+
+    def position(self, row_id: object) -> int:
+        """The id's row in shard order (rows of shard 0, then of shard 1, ...); KeyError
+        for an id that is not in the shards."""
+        if not isinstance(row_id, str):
+            raise KeyError(row_id)
+        key = row_id.encode()
+        if len(key) > self.sorted_ids.itemsize or not len(self):
+            raise KeyError(row_id)
+        found = int(np.searchsorted(self.sorted_ids, key))
+        if found == len(self) or self.sorted_ids[found] != key:
+            raise KeyError(row_id)
+        return int(self.positions[found])
+
+    def contains(self, row_ids: Sequence[str]) -> np.ndarray:
+        """(N,) bool: which of `row_ids` are in the shards, by one vectorised search (about
+        ten times faster than `in` id by id, for the checks over all captions)."""
+        keys = np.array([row_id.encode() for row_id in row_ids], dtype=bytes)
+        if not len(self) or not len(keys):
+            return np.zeros(len(keys), bool)
+        found = np.minimum(np.searchsorted(self.sorted_ids, keys), len(self) - 1)
+        return self.sorted_ids[found] == keys
+
+    def shard_row(self, position: int) -> tuple[int, int]:
+        """(shard, row within the shard) of a row in shard order."""
+        shard = int(np.searchsorted(self.starts, position, side="right")) - 1
+        return shard, position - int(self.starts[shard])
+
+    def locate(self, row_id: object) -> tuple[int, int]:
+        """(shard, row) of an id; KeyError for one that is not in the shards."""
+        return self.shard_row(self.position(row_id))
+
+    def __contains__(self, row_id: object) -> bool:
+        try:
+            self.position(row_id)
+        except KeyError:
+            return False
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        """The ids in shard order (as the shards hold them)."""
+        sorted_of_position = np.empty(len(self), np.int64)
+        sorted_of_position[self.positions] = np.arange(len(self))
+        for block in range(0, len(self), 1 << 16):
+            for value in self.sorted_ids[sorted_of_position[block : block + (1 << 16)]]:
+                yield value.decode()
+
+
+def utf8_bytes(column: pa.ChunkedArray) -> np.ndarray:
+    """A string column as fixed-width UTF-8 bytes (N,) (NumPy 'S', as wide as its longest
+    value), copied from Arrow's buffers without a Python object per value."""
+    array = column.combine_chunks()
+    if isinstance(array, pa.DictionaryArray):
+        array = array.dictionary_decode()
+    if pa.types.is_string(array.type):
+        array = array.cast(pa.large_string())
+    _, offsets_buffer, data_buffer = array.buffers()
+    offsets = np.frombuffer(offsets_buffer, np.int64)[array.offset :][: len(array) + 1]
+    data = np.frombuffer(data_buffer, np.uint8) if data_buffer else np.zeros(0, np.uint8)
+    lengths = np.diff(offsets)
+    width = max(int(lengths.max()) if len(lengths) else 0, 1)
+    values = np.zeros((len(array), width), np.uint8)
+    columns = np.arange(width)
+    inside = columns < lengths[:, None]  # (N, width)
+    values[inside] = data[(offsets[:-1, None] + columns)[inside]]
+    return values.view(f"S{width}").ravel()
+
+
 class ShardSequences(Mapping[str, np.ndarray]):
     """id -> array of one sequence column over shards ((T, D) vectors or (T,) values, as
     `dtype`), read on demand so that a store larger than memory can be used.
 
-    Only the ids (and, for HDF5, the row offsets) are held in memory. An HDF5 row is read
-    by slicing its own steps. A Parquet row is read with its whole row group, and the most
-    recently used row groups are kept, decoded in their stored dtype, up to `cache_bytes`.
-    Files are opened per process, so a copy made by fork (a data-loader worker) opens its
-    own. Ids must be unique across the shards.
+    Only the ids (in a `ShardIndex`, which several columns of the same shards may share)
+    are held in memory. An HDF5 row is read by slicing its own steps. A Parquet row is read
+    with its whole row group, and the most recently used row groups are kept, decoded in
+    their stored dtype, up to `cache_bytes`. Files are opened per process, so a copy made
+    by fork (a data-loader worker) opens its own. Ids must be unique across the shards.
     """
 
     def __init__(
@@ -329,59 +489,49 @@ class ShardSequences(Mapping[str, np.ndarray]):
         value_column: str,
         dtype=np.float32,
         cache_bytes: int = 256 << 20,
+        index: ShardIndex | None = None,
     ) -> None:
         self.paths = [Path(path) for path in paths]
         self.value_column = value_column
         self.dtype = np.dtype(dtype)
         self.cache_bytes = cache_bytes
-        self._locations: dict[str, tuple[int, int]] = {}  # id -> (shard, row)
-        self._group_starts: list[np.ndarray] = []  # Parquet: first row of each row group
-        self._offsets: list[np.ndarray] = []  # HDF5: step offsets (N + 1,)
-        for shard, path in enumerate(self.paths):
-            ids = self._index(path, id_column)
-            for row, row_id in enumerate(ids):
-                if self._locations.setdefault(row_id, (shard, row)) != (shard, row):
-                    raise ValueError(
-                        f"{id_column} {row_id!r} is in both "
-                        f"{self.paths[self._locations[row_id][0]]} and {path}"
-                    )
+        if index is not None and (index.paths != self.paths or index.id_column != id_column):
+            raise ValueError("a shared ShardIndex must index the same shards by the same id")
+        self.index = index if index is not None else ShardIndex(self.paths, id_column)
         self._open: dict[int, CheckedHDF5 | CheckedParquet] = {}
         self._pid = os.getpid()
         self._cache: OrderedDict[tuple[int, int], list[np.ndarray]] = OrderedDict()
         self._cached_bytes = 0
 
-    def _index(self, path: Path, id_column: str) -> list[str]:
-        file = open_shard(path)
-        try:
-            if isinstance(file, CheckedHDF5):
-                self._offsets.append(file.read("offsets"))
-                self._group_starts.append(np.zeros(0, np.int64))
-                return [value.decode() for value in file.read(id_column)]
-            metadata = file.metadata
-            sizes = [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)]
-            self._group_starts.append(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64))
-            self._offsets.append(np.zeros(0, np.int64))
-            return file.read([id_column]).column(id_column).to_pylist()
-        finally:
-            file.close()
-
     def __len__(self) -> int:
-        return len(self._locations)
+        return len(self.index)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._locations)
+        return iter(self.index)
 
     def __contains__(self, row_id: object) -> bool:
-        return row_id in self._locations
+        return row_id in self.index
 
     def __getitem__(self, row_id: str) -> np.ndarray:
-        shard, row = self._locations[row_id]
+        shard, row = self.index.locate(row_id)
         if self.paths[shard].suffix == ".h5":
-            start, stop = self._offsets[shard][row : row + 2]
+            start, stop = self.index.offsets[shard][row : row + 2]
             return self._file(shard).read(self.value_column, start, stop).astype(self.dtype)
-        starts = self._group_starts[shard]
+        starts = self.index.group_starts[shard]
         group = int(np.searchsorted(starts, row, side="right")) - 1
         return self._row_group(shard, group)[row - starts[group]].astype(self.dtype)
+
+    def steps(self, row_id: str, start: int, stop: int) -> np.ndarray:
+        """Steps [start, stop) of a row (clipped to its length), as `self[row_id][start:stop]`
+        but reading from an HDF5 shard only those steps' chunks, not the whole row: a
+        4-second clip of a 6.5-minute HowTo100M video reads 1-2 chunks of 16 steps instead
+        of 25 (benchmarks/scale_loader.py). A Parquet row is read with its row group."""
+        shard, row = self.index.locate(row_id)
+        if self.paths[shard].suffix != ".h5":
+            return self[row_id][start:stop]
+        first, last = (int(value) for value in self.index.offsets[shard][row : row + 2])
+        begin, end = min(first + max(start, 0), last), min(first + max(stop, 0), last)
+        return self._file(shard).read(self.value_column, begin, max(begin, end)).astype(self.dtype)
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_open": {}, "_cache": OrderedDict(), "_cached_bytes": 0}

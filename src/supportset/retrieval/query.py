@@ -198,13 +198,15 @@ def text_features_of(
 
 def text_shards_option(features: Path) -> str:
     """`--text-shards` with the shards of each text set under `features` (the dataset's
-    features folder; one set per text.model, 'text' the dataset's), e.g.
+    features folder; one set per text.model, of T5 states ('text*') or of token ids
+    ('tokens*'), see config.text_set), e.g.
     `--text-shards results/demo/features/text/?????.parquet`; the 'text' set when there is
     none yet."""
     patterns = sorted(
         {
             f"{shard.parent}/?????{shard.suffix}"
-            for shard in features.glob("text*/*")
+            for folder in ("text*", "tokens*")
+            for shard in features.glob(f"{folder}/*")
             if SHARD_NAME.fullmatch(shard.name)
         }
     )

@@ -59,9 +59,9 @@ class Batch:
         if isinstance(key, CroppedKey):
             key, draws = key
         max_steps = bank.steps(max_video_seconds)
-        features = [bank.videos[v] for v in key.video_ids]
-        steps = video_steps(bank, key, [len(sequence) for sequence in features], max_steps)
-        sequences = [sequence[span] for sequence, span in zip(features, steps, strict=True)]
+        lengths = [bank.length(video_id) for video_id in key.video_ids]
+        steps = video_steps(bank, key, lengths, max_steps)
+        sequences = [bank.read_steps(v, span) for v, span in zip(key.video_ids, steps, strict=True)]
         views = torch.zeros(0)
         if draws is not None:
             sequences, views = read_crops(bank, key.video_ids, steps, draws, sequences)
