@@ -24,3 +24,23 @@ rule extract_visual:
         "supportset --threads {threads} extract-visual --manifest {input.videos}"
         " --shard {params.shard} --settings {params.settings:q}"
         " --out {output.shard} --rejects {output.rejects} --workers {threads} > {log} 2>&1"
+
+
+# Rejected videos of every visual shard against the manifest: the rate per split and the
+# count per kind of failure (asked for by name: results/{dataset}/features/visual_rejects.csv).
+rule report_rejects:
+    input:
+        videos="results/{dataset}/manifest/videos.parquet",
+        rejects=visual_rejects,
+    output:
+        report="results/{dataset}/features/visual_rejects.csv",
+        markdown="results/{dataset}/features/visual_rejects.md",
+    log:
+        "results/logs/report_rejects/{dataset}.log",
+    benchmark:
+        "results/benchmarks/report_rejects/{dataset}.tsv"
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "supportset rejects-report --videos {input.videos} --rejects {input.rejects}"
+        " --out {output.report} > {log} 2>&1"
