@@ -185,6 +185,14 @@ def test_howto100m_counts_its_epochs_in_videos():
     assert (training["epoch_unit"], training["clips"]) == ("videos", True)
 
 
+def test_howto100m_extracts_in_2000_shards_of_each_modality():
+    """docs/scale.md: 610 videos and 68K captions a shard job, not 4 shards of 620 GB and
+    one text job of 136M captions (the defaults)."""
+    config = validate_config(repo_config(), SCHEMA)
+    for section in ("features", "text"):
+        assert section_settings(config, section, "howto100m")["shards"] == 2000
+
+
 def test_text_sets_say_what_they_hold():
     """A frozen text encoder reads T5 states ('text', the demo's), a fine-tuned one token
     ids alone ('tokens', the paper's); an experiment's own text.model adds its name."""

@@ -18,8 +18,15 @@ import pytest
 
 from supportset.data.adapters import howto100m
 from supportset.data.adapters.files import iter_json_object
-from supportset.data.manifest import ManifestError, read_captions, read_videos, write_tables
-from supportset.data.prepare import prepare
+from supportset.data.manifest import (
+    CAPTIONS_SCHEMA,
+    CaptionStream,
+    ManifestError,
+    read_captions,
+    read_videos,
+    write_tables,
+)
+from supportset.data.prepare import _write_streamed, prepare
 from supportset.data.synthetic_howto100m import ID_LENGTH, write_synthetic_howto100m
 
 # The streaming reader ---------------------------------------------------------------------
@@ -245,3 +252,42 @@ def test_the_generator_places_a_file_for_every_video(tmp_path: Path) -> None:
     assert len(files) == len(rows) == 40
     assert all(files[row["video_id"]].parent.name == row["category_1"] for row in rows)
     assert all(1 <= int(row["rank"]) <= 200 for row in rows)
+
+
+class _Rows(CaptionStream):
+    """A stream of given caption rows, in one batch."""
+
+    def __init__(self, rows: list[dict]) -> None:
+        self.rows = rows
+
+    def batches(self, split_of):
+        yield pa.RecordBatch.from_pylist(self.rows, schema=CAPTIONS_SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("video_id", "split", "message"),
+    [("elsewhere", "train", "unknown videos: elsewhere"), ("v0", "val", "another split")],
+)
+def test_a_streamed_caption_of_an_unknown_video_or_split_is_refused(
+    tmp_path: Path, video_id: str, split: str, message: str
+):
+    videos = [{"video_id": "v0", "path": "v0.mp4", "split": "train"}]
+    rows = [
+        {"caption_id": "c0", "video_id": "v0", "text": "a", "split": "train"},
+        {"caption_id": "c1", "video_id": video_id, "text": "b", "split": split},
+    ]
+    with pytest.raises(ManifestError, match=message):
+        _write_streamed(videos, _Rows(rows), tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_writer_s_leftover_captions_go_with_the_next_prepare(tmp_path: Path):
+    leftover = tmp_path / ".captions.parquet.k1ll3d.tmp"
+    leftover.write_bytes(b"half a manifest")
+    videos = [{"video_id": "v0", "path": "v0.mp4", "split": "train"}]
+    rows = [{"caption_id": "c0", "video_id": "v0", "text": "a", "split": "train"}]
+    assert _write_streamed(videos, _Rows(rows), tmp_path) == 1
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "captions.parquet",
+        "videos.parquet",
+    ]

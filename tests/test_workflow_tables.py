@@ -37,7 +37,7 @@ def paper_datasets(tmp_path_factory: pytest.TempPathFactory) -> Path:
         overrides["features"] = config["datasets"]["demo"]["overrides"]["features"] | {
             "shards": SHARDS
         }
-        overrides.setdefault("text", {})["model"] = "tiny"
+        overrides["text"] = overrides.get("text", {}) | {"model": "tiny", "shards": 1}
     hmdb = workdir / "data" / "hmdb51"
     for fold in (1, 2, 3):  # HMDB-51's split files, found by their names
         split_file = hmdb / f"testTrainMulti_7030_splits/brush_hair_test_split{fold}.txt"

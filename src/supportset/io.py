@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
@@ -35,3 +36,13 @@ def atomic_path(destination: str | Path) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(temporary)
+
+
+def remove_leftovers(destination: str | Path) -> None:
+    """Remove the temporary files that writers of `destination` killed before they
+    finished left behind (`atomic_path`'s `.{name}.*.tmp`): at HowTo100M's size a shard's
+    or a manifest's can hold gigabytes. For outputs one job writes at a time (Snakemake
+    runs one job per output), so none of them is in use."""
+    destination = Path(destination)
+    for leftover in destination.parent.glob(f".{glob.escape(destination.name)}.*.tmp"):
+        leftover.unlink(missing_ok=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from supportset.io import atomic_path
+from supportset.io import atomic_path, remove_leftovers
 
 VIDEOS_SCHEMA = pa.schema(
     [("video_id", pa.string()), ("path", pa.string()), ("split", pa.string())]
@@ -107,7 +107,9 @@ def write_videos(videos: list[dict], out_dir: str | Path) -> None:
 @contextmanager
 def caption_writer(out_dir: str | Path) -> Iterator[pq.ParquetWriter]:
     """A writer of CAPTIONS_SCHEMA record batches (one row group each) into
-    `out_dir`/captions.parquet, which appears, complete, only if the block succeeds."""
+    `out_dir`/captions.parquet, which appears, complete, only if the block succeeds; what a
+    killed writer of it left (gigabytes, for HowTo100M) is removed first."""
+    remove_leftovers(Path(out_dir) / "captions.parquet")
     with (
         atomic_path(Path(out_dir) / "captions.parquet") as temporary,
         pq.ParquetWriter(temporary, CAPTIONS_SCHEMA) as writer,

@@ -18,7 +18,7 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-import pyarrow.compute as pc
+import pyarrow as pa
 
 from supportset.data.adapters import ADAPTERS
 from supportset.data.manifest import (
@@ -100,20 +100,37 @@ def _present_videos(
 
 
 def _write_streamed(videos: list[dict], captions: CaptionStream, out_dir: str | Path) -> int:
-    """Write the streamed captions of `videos` batch by batch (a stream's batches keep ids
-    unique and splits those of the videos), then videos.parquet; return the caption count.
-    An error in the stream, or a video without a caption, leaves neither file behind."""
+    """Write the streamed captions of `videos` batch by batch, then videos.parquet; return
+    the caption count. A stream's batches keep caption ids unique (unchecked: that would
+    hold them all); each batch is checked to hold captions of `videos` only, in their
+    videos' splits. An error in the stream, or a video without a caption, leaves neither
+    file behind."""
     split_of = {video["video_id"]: video["split"] for video in videos}
     captioned: set[str] = set()
     count = 0
     with caption_writer(out_dir) as writer:
         for batch in captions.batches(split_of):
+            captioned.update(_check_batch(batch, split_of))
             writer.write_batch(batch)
-            captioned.update(pc.unique(batch.column("video_id")).to_pylist())
             count += batch.num_rows
         _refuse_uncaptioned(videos, captioned)
         write_videos(videos, out_dir)
     return count
+
+
+def _check_batch(batch: pa.RecordBatch, split_of: dict[str, str]) -> set[str]:
+    """The videos of a batch of streamed captions, each of which must be in `split_of`
+    with its captions in its split (as check_manifest checks rows)."""
+    pairs = pa.table(batch).group_by(["video_id", "split"]).aggregate([]).to_pylist()
+    orphans = sorted(pair["video_id"] for pair in pairs if pair["video_id"] not in split_of)
+    if orphans:
+        raise ManifestError(f"captions refer to unknown videos: {', '.join(orphans[:10])}")
+    strays = [p["video_id"] for p in pairs if p["split"] != split_of[p["video_id"]]]
+    if strays:
+        raise ManifestError(
+            f"captions in another split than their video: {', '.join(sorted(strays)[:10])}"
+        )
+    return {pair["video_id"] for pair in pairs}
 
 
 def _refuse_missing(

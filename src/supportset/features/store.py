@@ -19,7 +19,6 @@ shard written without checksums by an older version.
 
 from __future__ import annotations
 
-import glob
 import itertools
 import json
 import os
@@ -38,7 +37,7 @@ from supportset.integrity import (
     create_hdf5,
     write_parquet,
 )
-from supportset.io import atomic_path
+from supportset.io import atomic_path, remove_leftovers
 
 METADATA_KEY = "supportset"
 # The layout of shards on disk. The workflow passes it to the rules that write shards, so
@@ -186,14 +185,6 @@ class ShardWriter:
     def _flush(self) -> None:
         self._sink.append(self.rows)
         self.rows, self.row_bytes = [], 0
-
-
-def remove_leftovers(path: Path) -> None:
-    """Remove the temporary files that writers of `path` killed before they finished left
-    behind (io.atomic_path's `.{name}.*.tmp`): at HowTo100M's size each can hold a GB. One
-    job writes a shard at a time (Snakemake runs one job per output), so none is in use."""
-    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        leftover.unlink(missing_ok=True)
 
 
 class _ParquetSink:
@@ -349,12 +340,13 @@ class ShardIndex:
     """Where every id of a list of shards is (its shard and row), and how each shard is laid
     out (Parquet: the first row of each row group; HDF5: the step offsets of its rows).
 
-    The ids are held as one sorted NumPy array of their UTF-8 bytes (fixed width: the
-    longest id) with each one's position in shard order, and found by binary search. That
-    is about (id length + 4) bytes per id, where a dict of str -> (shard, row) took about
-    200 (see benchmarks/scale_loader.py), and it holds no Python object per id, so a
-    forked data-loader worker shares it with its parent without copying its pages. Ids
-    must be unique across the shards.
+    The ids are held as one sorted NumPy array of their UTF-8 bytes (fixed width: every
+    id takes as many bytes as the longest) with each one's position in shard order, and
+    found by binary search. That is (longest id + 4) bytes per id (21.6 at HowTo100M's
+    136M captions), where a dict of str -> (shard, row) held 215 (benchmarks/
+    scale_loader.py); building it takes about twice that for a moment. It holds no Python
+    object per id, so a forked data-loader worker shares it with its parent without
+    copying its pages. Ids must be unique across the shards.
     """
 
     def __init__(self, paths: Iterable[str | Path], id_column: str) -> None:
@@ -443,17 +435,25 @@ class ShardIndex:
         return True
 
     def __iter__(self) -> Iterator[str]:
-        """The ids in shard order (as the shards hold them)."""
-        sorted_of_position = np.empty(len(self), np.int64)
-        sorted_of_position[self.positions] = np.arange(len(self))
-        for block in range(0, len(self), 1 << 16):
-            for value in self.sorted_ids[sorted_of_position[block : block + (1 << 16)]]:
+        """The ids in shard order (as the shards hold them), read again shard by shard:
+        memory holds one shard's ids, even for `next(iter(...))`."""
+        for path in self.paths:
+            file = open_shard(path)
+            try:
+                if isinstance(file, CheckedHDF5):
+                    ids = np.asarray(file.read(self.id_column))
+                else:
+                    ids = utf8_bytes(file.read([self.id_column]).column(self.id_column))
+            finally:
+                file.close()
+            for value in ids:
                 yield value.decode()
 
 
-def utf8_bytes(column: pa.ChunkedArray) -> np.ndarray:
+def utf8_bytes(column: pa.ChunkedArray, block_rows: int = 1 << 20) -> np.ndarray:
     """A string column as fixed-width UTF-8 bytes (N,) (NumPy 'S', as wide as its longest
-    value), copied from Arrow's buffers without a Python object per value."""
+    value), copied from Arrow's buffers without a Python object per value, `block_rows` at
+    a time (the copy's gather indices take 8 bytes per byte of a block)."""
     array = column.combine_chunks()
     if isinstance(array, pa.DictionaryArray):
         array = array.dictionary_decode()
@@ -466,8 +466,10 @@ def utf8_bytes(column: pa.ChunkedArray) -> np.ndarray:
     width = max(int(lengths.max()) if len(lengths) else 0, 1)
     values = np.zeros((len(array), width), np.uint8)
     columns = np.arange(width)
-    inside = columns < lengths[:, None]  # (N, width)
-    values[inside] = data[(offsets[:-1, None] + columns)[inside]]
+    for start in range(0, len(array), block_rows):
+        stop = min(start + block_rows, len(array))
+        inside = columns < lengths[start:stop, None]  # (rows, width)
+        values[start:stop][inside] = data[(offsets[start:stop, None] + columns)[inside]]
     return values.view(f"S{width}").ravel()
 
 
