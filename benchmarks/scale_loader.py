@@ -1,22 +1,32 @@
-"""HowTo100M's training input at full size: the id index, reader workers, batches per second.
+"""HowTo100M's training input at full size: the id index, reader workers, the training
+split, clips per second.
 
 a. The id index of the text shards at 1, 3, 10 and 100% of HowTo100M's 136M captions
    (caption ids as the adapter names segments, `{video}_{k:05d}`, 11-character video
    ids, about 110 per video), in id-only Parquet shards of 68K rows (2,000 shards at
-   full size). Each size is indexed in a fresh process: the build time, the peak RSS
-   above the interpreter's, bytes per id and lookups per second, for `ShardIndex`
-   (sorted NumPy bytes, binary search) and, up to 10%, for the dict of str ->
-   (shard, row) that ShardSequences held before (rebuilt here as it was).
+   full size). Each size is indexed in a fresh process: the build time, bytes per id
+   held once built and at the peak of the build (RSS above that of a process that only
+   imports the modules), and lookups per second, for `ShardIndex` (sorted NumPy bytes,
+   binary search) and, up to 10%, for the dict of str -> (shard, row) that
+   ShardSequences held before (rebuilt here as it was).
 b. A reader worker's start-up over the 10% index: the time to fork a worker and have it
    look up 10,000 ids, and the memory it then holds privately after a garbage-collector
    pass (copy-on-write pages it had to copy from its parent).
-c. Batches per second of the training loader (2 reader workers, as `supportset train`
-   runs) reading clips of HowTo100M-shaped videos (6.5 min mean, 2560-d float16 per
-   second) with their captions' token ids, from a store whose pages are evicted from the
-   page cache before the epoch (posix_fadvise DONTNEED), so that every read goes to the
-   disk as it would from a store larger than memory; Parquet and HDF5.
+c. Clips per second of the training loader (2 reader workers, as `supportset train`
+   runs) reading 4-second clips of HowTo100M-shaped videos (6.5 min mean, 2560-d float16
+   a second) with their captions' token ids (a token-id text shard, as pre-training
+   reads), from a store whose pages are evicted from the page cache first
+   (posix_fadvise DONTNEED), so that every read goes to the disk as it would from a
+   store larger than memory. Stores: Parquet with row groups of 16 videos (the layout
+   before `bytes_per_group`), Parquet with groups of at most 1 MB, and HDF5; each read
+   both ways: every clip's whole video then cut (the loader before ShardSequences.steps)
+   and the clip's steps alone.
+d. With --manifests (synthetic HowTo100M manifests prepared by benchmarks/scale_prepare.py):
+   the time and memory of FeatureBank.load and of the training split (SplitData: the ids,
+   captions of each video and clip windows as Python objects) over id-only shards.
 
-  python benchmarks/scale_loader.py [--work /tmp/scale/loader] [--sizes 0.01 0.03 0.1 1]
+    python benchmarks/scale_loader.py [--work /tmp/scale/loader] [--sizes 0.01 0.03 0.1 1]
+        [--stores parquet hdf5] [--manifests /tmp/scale/manifest_0.01 ...]
 """
 
 from __future__ import annotations
@@ -181,12 +191,11 @@ def baseline_mb() -> float:
     return peak_memory_mb(subprocess.Popen([sys.executable, "-c", code]), "rss", 0.05)
 
 
-def write_store(folder: Path, videos: int, suffix: str, group_bytes: bool) -> list[dict]:
-    """HowTo100M-shaped visual shards (250 videos each) and id-only text shards of one
-    caption per 4 s segment; returns the clips (video, caption, start, end). Without
-    `group_bytes`, Parquet row groups hold 16 videos whatever their size (the layout before
-    `bytes_per_group`)."""
-    from supportset.features.store import ShardWriter, text_schema, visual_schema
+def write_store(folder: Path, videos: int, suffix: str, group_bytes: bool) -> None:
+    """HowTo100M-shaped visual shards (250 videos each) and the clips.json of one 4 s clip
+    a video (video, caption, start, end). Without `group_bytes`, Parquet row groups hold 16
+    videos whatever their size (the layout before `bytes_per_group`)."""
+    from supportset.features.store import ShardWriter, visual_schema
 
     schema = visual_schema(VIDEO_DIM, "float16")
     if not group_bytes:
@@ -203,12 +212,21 @@ def write_store(folder: Path, videos: int, suffix: str, group_bytes: bool) -> li
                 writer.write((f"v{index}",), (np.arange(steps, dtype=np.float32), features))
                 begin = float(rng.uniform(0, steps - SEGMENT_SECONDS))
                 clips.append((f"v{index}", f"c{index}", begin, begin + SEGMENT_SECONDS))
-    with ShardWriter(folder / f"text{suffix}", text_schema(1, "float16"), {}) as writer:
-        for video_id, caption_id, *_ in clips:
-            ids = np.arange(TOKENS, dtype=np.int32)
-            writer.write((caption_id, video_id), (ids, np.zeros((TOKENS, 1))), (TOKENS,))
     (folder / "clips.json").write_text(json.dumps(clips))
-    return clips
+
+
+def write_token_ids(folder: Path, suffix: str) -> None:
+    """The clips' captions as a token-id text shard, the layout pre-training reads
+    (`embed-text --token-ids-only`), TOKENS ids each."""
+    from supportset.features.store import ShardWriter, token_ids_schema
+
+    path = folder / f"text{suffix}"
+    if path.exists():
+        return
+    clips = json.loads((folder / "clips.json").read_text())
+    with ShardWriter(path, token_ids_schema(), {"token_ids_only": True}) as writer:
+        for video_id, caption_id, *_ in clips:
+            writer.write((caption_id, video_id), (np.arange(TOKENS, dtype=np.int32),), (TOKENS,))
 
 
 def evict(paths: list[Path]) -> None:
@@ -409,6 +427,7 @@ def main() -> None:
         folder = args.work / name
         if not (folder / "clips.json").exists():
             write_store(folder, args.store_videos, suffix, group_bytes)
+        write_token_ids(folder, suffix)
         store_mb = sum(path.stat().st_size for path in folder.iterdir()) / 2**20
         rows = {"store_mb": round(store_mb)}
         for whole_rows in (True, False):
