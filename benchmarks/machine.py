@@ -1,8 +1,9 @@
-"""The machine the benchmark scripts run on: CPU model, memory of a process tree (Linux)."""
+"""The machine the benchmark scripts run on: CPU model, memory and CPU time of processes (Linux)."""
 
 from __future__ import annotations
 
 import platform
+import resource
 import subprocess
 import time
 from pathlib import Path
@@ -54,3 +55,10 @@ def peak_memory_mb(process: subprocess.Popen, kind: str = "rss", interval_s: flo
     if process.returncode:
         raise RuntimeError(f"{process.args} failed with exit status {process.returncode}")
     return peak
+
+
+def children_cpu_seconds() -> float:
+    """User + system CPU seconds of the ended child processes of this one: what other work
+    on a shared machine does not inflate, unlike wall time."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime

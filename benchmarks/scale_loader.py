@@ -44,7 +44,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from machine import cpu_model, peak_memory_mb
+from machine import cpu_model, peak_memory_mb, tree_memory_mb
 
 CAPTIONS = 136_000_000  # HowTo100M's narrated clips (Miech et al., ICCV 2019)
 VIDEOS = 1_220_000  # its videos
@@ -105,12 +105,6 @@ def dict_index(paths: list[Path]) -> dict[str, tuple[int, int]]:
     return located
 
 
-def resident_mb() -> float:
-    """This process's resident memory now, MB."""
-    lines = Path("/proc/self/status").read_text().splitlines()
-    return next(int(line.split()[1]) for line in lines if line.startswith("VmRSS:")) / 1024
-
-
 def private_mb() -> float:
     """This process's private (copied or own) memory, MB."""
     lines = Path("/proc/self/smaps_rollup").read_text().splitlines()
@@ -141,7 +135,7 @@ def index_child(folder: Path, kind: str, fork_worker: bool) -> dict:
         lookup, count, sample = index.__getitem__, len(index), None
     built = time.perf_counter() - started
     gc.collect()
-    resident = resident_mb()
+    resident = tree_memory_mb(os.getpid())
     rng = np.random.default_rng(0)
     if sample is not None:
         probes = [value.decode() for value in sample[rng.integers(0, count, 200_000)]]
@@ -353,9 +347,9 @@ def split_child(folder: Path, manifest: Path) -> dict:
     from supportset.features.bank import FeatureBank
 
     text = sorted(folder.glob("text*.parquet"))
-    started, before = time.perf_counter(), resident_mb()
+    started, before = time.perf_counter(), tree_memory_mb(os.getpid())
     bank = FeatureBank.load([folder / "visual.parquet"], text)
-    loaded, after_load = time.perf_counter(), resident_mb()
+    loaded, after_load = time.perf_counter(), tree_memory_mb(os.getpid())
     split = bank.split(manifest / "videos.parquet", manifest / "captions.parquet", "train")
     gc.collect()
     return {
@@ -363,7 +357,7 @@ def split_child(folder: Path, manifest: Path) -> dict:
         "load_s": round(loaded - started, 1),
         "load_mb": round(after_load - before),
         "split_s": round(time.perf_counter() - loaded, 1),
-        "split_mb": round(resident_mb() - after_load),
+        "split_mb": round(tree_memory_mb(os.getpid()) - after_load),
     }
 
 

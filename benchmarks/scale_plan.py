@@ -20,7 +20,6 @@ import importlib.metadata
 import os
 import platform
 import re
-import resource
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import time
 from pathlib import Path
 
 import yaml
-from machine import cpu_model, peak_memory_mb
+from machine import children_cpu_seconds, cpu_model, peak_memory_mb
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = "results/howto100m/supportset/model.pt"
@@ -63,12 +62,6 @@ def planned_jobs(plan: str) -> dict[str, int]:
     """Jobs per rule (and 'total') of a dry run's job stats table."""
     stats = plan.split("Job stats:", 1)[1].split("\n\n", 1)[0]
     return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", stats, re.M)}
-
-
-def children_cpu_seconds() -> float:
-    """User + system CPU seconds of the ended child processes of this one."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def plan(work: Path, shards: int) -> dict:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-from machine import cpu_model, peak_memory_mb
+from machine import children_cpu_seconds, cpu_model, peak_memory_mb
 
 from supportset.data.synthetic_howto100m import FULL_VIDEOS, write_synthetic_howto100m
 
@@ -53,18 +52,13 @@ def corpus(work: Path, fraction: float) -> tuple[Path, dict]:
 def run_child(command: list[str]) -> dict[str, float]:
     """Wall time and CPU time (user + system, s) and peak resident memory (MB, the process
     tree) of `command`. CPU time is what other work on a shared machine does not inflate."""
-    start, used = time.perf_counter(), _children_cpu_s()
+    start, used = time.perf_counter(), children_cpu_seconds()
     peak = peak_memory_mb(subprocess.Popen(command, stdout=subprocess.DEVNULL))
     return {
         "wall_s": round(time.perf_counter() - start, 1),
-        "cpu_s": round(_children_cpu_s() - used, 1),
+        "cpu_s": round(children_cpu_seconds() - used, 1),
         "peak_rss_mb": round(peak),
     }
-
-
-def _children_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def measure_prepare(work: Path, fractions: tuple[float, ...] = (0.01, 0.03, 0.10)) -> list[dict]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -78,11 +78,20 @@ def check_manifest(videos: list[dict], captions: list[dict]) -> None:
         raise ManifestError(
             f"{len(odd)} video(s) have a split other than {', '.join(SPLITS)}: {shown}"
         )
-    split_of = {video["video_id"]: video["split"] for video in videos}
+    check_caption_videos(captions, {video["video_id"]: video["split"] for video in videos})
+
+
+def check_caption_videos(
+    captions: Iterable[Mapping[str, str]], split_of: Mapping[str, str], named_by: str = "caption_id"
+) -> None:
+    """Raise ManifestError for captions (rows with video_id and split) of videos that are
+    not in `split_of` (video_id -> split) or in another split than their video's; the
+    latter are named by their `named_by` column."""
+    captions = list(captions)
     orphans = sorted({c["video_id"] for c in captions if c["video_id"] not in split_of})
     if orphans:
         raise ManifestError(f"captions refer to unknown videos: {', '.join(orphans[:10])}")
-    strays = [c["caption_id"] for c in captions if c["split"] != split_of[c["video_id"]]]
+    strays = [c[named_by] for c in captions if c["split"] != split_of[c["video_id"]]]
     if strays:
         raise ManifestError(f"captions in another split than their video: {', '.join(strays[:10])}")
 

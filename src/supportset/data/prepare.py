@@ -25,6 +25,7 @@ from supportset.data.manifest import (
     CaptionStream,
     ManifestError,
     caption_writer,
+    check_caption_videos,
     check_manifest,
     write_tables,
     write_videos,
@@ -122,14 +123,7 @@ def _check_batch(batch: pa.RecordBatch, split_of: dict[str, str]) -> set[str]:
     """The videos of a batch of streamed captions, each of which must be in `split_of`
     with its captions in its split (as check_manifest checks rows)."""
     pairs = pa.table(batch).group_by(["video_id", "split"]).aggregate([]).to_pylist()
-    orphans = sorted(pair["video_id"] for pair in pairs if pair["video_id"] not in split_of)
-    if orphans:
-        raise ManifestError(f"captions refer to unknown videos: {', '.join(orphans[:10])}")
-    strays = [p["video_id"] for p in pairs if p["split"] != split_of[p["video_id"]]]
-    if strays:
-        raise ManifestError(
-            f"captions in another split than their video: {', '.join(sorted(strays)[:10])}"
-        )
+    check_caption_videos(sorted(pairs, key=lambda pair: pair["video_id"]), split_of, "video_id")
     return {pair["video_id"] for pair in pairs}
 
 

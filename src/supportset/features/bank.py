@@ -178,11 +178,11 @@ class FeatureBank:
         return max(1, round(seconds * self.fps))
 
     def length(self, video_id: str) -> int:
-        """The video's number of feature steps: from its timestamps where the bank has
-        them (4 bytes a step), else from its features."""
-        if self.timestamps is not None:
-            return len(self.timestamps[video_id])
-        return len(self.videos[video_id])
+        """The video's number of feature steps, read no more than the store needs: nothing
+        from HDF5 shards, the timestamps' row group from Parquet (ShardSequences.length)."""
+        steps = self.timestamps if self.timestamps is not None else self.videos
+        reader = getattr(steps, "length", None)
+        return reader(video_id) if reader is not None else len(steps[video_id])
 
     def read_steps(self, video_id: str, span: slice) -> np.ndarray:
         """The (span.stop - span.start, D) features of steps `span` of the video (clipped

@@ -374,14 +374,20 @@ class ShardIndex:
             if isinstance(file, CheckedHDF5):
                 self.offsets.append(file.read("offsets"))
                 self.group_starts.append(np.zeros(0, np.int64))
-                return np.asarray(file.read(self.id_column))
-            metadata = file.metadata
-            sizes = [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)]
-            self.group_starts.append(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64))
-            self.offsets.append(np.zeros(0, np.int64))
-            return utf8_bytes(file.read([self.id_column]).column(self.id_column))
+            else:
+                metadata = file.metadata
+                sizes = [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)]
+                self.group_starts.append(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64))
+                self.offsets.append(np.zeros(0, np.int64))
+            return self._ids_of(file)
         finally:
             file.close()
+
+    def _ids_of(self, file: CheckedHDF5 | CheckedParquet) -> np.ndarray:
+        """An open shard's ids as fixed-width UTF-8 bytes (N,)."""
+        if isinstance(file, CheckedHDF5):
+            return np.asarray(file.read(self.id_column))
+        return utf8_bytes(file.read([self.id_column]).column(self.id_column))
 
     def _refuse_repeats(self) -> None:
         repeated = np.flatnonzero(self.sorted_ids[1:] == self.sorted_ids[:-1])
@@ -440,10 +446,7 @@ class ShardIndex:
         for path in self.paths:
             file = open_shard(path)
             try:
-                if isinstance(file, CheckedHDF5):
-                    ids = np.asarray(file.read(self.id_column))
-                else:
-                    ids = utf8_bytes(file.read([self.id_column]).column(self.id_column))
+                ids = self._ids_of(file)
             finally:
                 file.close()
             for value in ids:
@@ -515,25 +518,40 @@ class ShardSequences(Mapping[str, np.ndarray]):
         return row_id in self.index
 
     def __getitem__(self, row_id: str) -> np.ndarray:
-        shard, row = self.index.locate(row_id)
-        if self.paths[shard].suffix == ".h5":
-            start, stop = self.index.offsets[shard][row : row + 2]
-            return self._file(shard).read(self.value_column, start, stop).astype(self.dtype)
-        starts = self.index.group_starts[shard]
-        group = int(np.searchsorted(starts, row, side="right")) - 1
-        return self._row_group(shard, group)[row - starts[group]].astype(self.dtype)
+        return self._steps(*self.index.locate(row_id), slice(None))
 
     def steps(self, row_id: str, start: int, stop: int) -> np.ndarray:
         """Steps [start, stop) of a row (clipped to its length), as `self[row_id][start:stop]`
         but reading from an HDF5 shard only those steps' chunks, not the whole row: a
         4-second clip of a 6.5-minute HowTo100M video reads 1-2 chunks of 16 steps instead
         of 25 (benchmarks/scale_loader.py). A Parquet row is read with its row group."""
+        return self._steps(*self.index.locate(row_id), slice(start, stop))
+
+    def length(self, row_id: str) -> int:
+        """The number of steps of a row: from the index for HDF5 (nothing is read), from its
+        (cached) row group for Parquet."""
         shard, row = self.index.locate(row_id)
+        if self.paths[shard].suffix == ".h5":
+            return int(np.diff(self.index.offsets[shard][row : row + 2])[0])
+        return len(self._parquet_row(shard, row))
+
+    def _steps(self, shard: int, row: int, steps: slice) -> np.ndarray:
+        """Steps `steps` of row `row` of shard `shard`, as `dtype` (a copy)."""
         if self.paths[shard].suffix != ".h5":
-            return self[row_id][start:stop]
+            return self._parquet_row(shard, row)[steps].astype(self.dtype)
         first, last = (int(value) for value in self.index.offsets[shard][row : row + 2])
-        begin, end = min(first + max(start, 0), last), min(first + max(stop, 0), last)
-        return self._file(shard).read(self.value_column, begin, max(begin, end)).astype(self.dtype)
+        begin, end, _ = steps.indices(last - first)
+        return (
+            self._file(shard)
+            .read(self.value_column, first + begin, first + max(begin, end))
+            .astype(self.dtype)
+        )
+
+    def _parquet_row(self, shard: int, row: int) -> np.ndarray:
+        """Row `row` of a Parquet shard as stored, from its cached row group (not a copy)."""
+        starts = self.index.group_starts[shard]
+        group = int(np.searchsorted(starts, row, side="right")) - 1
+        return self._row_group(shard, group)[row - starts[group]]
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_open": {}, "_cache": OrderedDict(), "_cached_bytes": 0}

@@ -49,19 +49,13 @@ def read_text(path: Path) -> str:
 def read_json(path: Path) -> Any:
     """The JSON value of `path`; an object with a repeated key (which json would silently
     collapse to its last value, losing annotations) is an error naming the key."""
-
-    def unique_keys(pairs: list[tuple[str, Any]]) -> dict:
-        repeated = sorted(
-            key for key, count in Counter(key for key, _ in pairs).items() if count > 1
-        )
-        if repeated:
-            raise ManifestError(f"{path}: repeated key(s) {', '.join(repeated[:10])}")
-        return dict(pairs)
-
+    text = read_text(path)
     try:
-        return json.loads(read_text(path), object_pairs_hook=unique_keys)
+        return json.loads(text, object_pairs_hook=_unique_pairs)
     except json.JSONDecodeError as error:
         raise ManifestError(f"{path}: malformed JSON: {error}") from error
+    except ManifestError as error:  # a repeated key
+        raise ManifestError(f"{path}: {error}") from error
 
 
 def read_lines(path: Path) -> list[str]:
