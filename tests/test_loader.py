@@ -100,3 +100,49 @@ def test_a_worker_error_is_raised_as_itself_in_one_line():
     with pytest.raises(KeyError) as raised:
         next(batches)
     assert str(raised.value) == "'v9'"
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".h5"])
+def test_clips_read_from_shards_by_two_workers_are_those_of_the_whole_videos(tmp_path, suffix):
+    """HowTo100M-like clips (4 s segments of videos up to 400 s, some past a row group's
+    1 MB) read by 2 worker processes, as `supportset train` runs, from the shards (HDF5
+    reads only a clip's steps, Parquet slices its row) equal the clips cut from the videos
+    held in memory."""
+    from supportset.features.store import ShardWriter, text_schema, visual_schema
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 400, 24)
+    videos = {f"v{i}": rng.normal(size=(n, 1024)).astype(np.float32) for i, n in enumerate(lengths)}
+    times = {
+        video_id: np.arange(len(values), dtype=np.float32) for video_id, values in videos.items()
+    }
+    tokens = {f"c{i}": np.array([i + 2, 1]) for i in range(len(videos))}
+    shard = tmp_path / f"v{suffix}"
+    with ShardWriter(shard, visual_schema(1024, "float32"), {}) as writer:
+        for video_id, values in videos.items():
+            writer.write((video_id,), (times[video_id], values))
+    text = tmp_path / f"t{suffix}"
+    with ShardWriter(text, text_schema(2, "float32"), {}) as writer:
+        for caption_id, ids in tokens.items():
+            writer.write((caption_id, "v"), (ids.astype(np.int32), np.zeros((2, 2))), (2,))
+    in_memory = FeatureBank(videos, {}, tokens, timestamps=times)
+    from_shards = FeatureBank.load([shard], [text], cache_mb=2)
+    plan = EpochPlan()
+    for chunk in np.array_split(rng.permutation(len(videos)), 4):
+        starts = [float(rng.uniform(0, lengths[i] - 4)) for i in chunk]
+        plan.keys.append(
+            BatchKey(
+                tuple(f"v{i}" for i in chunk),
+                tuple(f"c{i}" for i in chunk),
+                tuple((start, start + 4.0) for start in starts),
+                tuple(range(len(chunk))),
+            )
+        )
+    expected = list(batch_loader(in_memory, plan, 32, workers=0, text_states=False))
+    read = list(batch_loader(from_shards, plan, 32, workers=2, text_states=False))
+    assert len(read) == len(expected) == 4
+    for ours, reference in zip(read, expected, strict=True):
+        assert torch.equal(ours.video, reference.video)
+        assert torch.equal(ours.video_valid, reference.video_valid)
+        assert torch.equal(ours.tokens, reference.tokens)
+    assert expected[0].video.shape[1] == 4  # 4 steps of 1 s each
